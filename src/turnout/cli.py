@@ -1,0 +1,169 @@
+"""The `turnout` command: serve, validate a config, route one conversation, evaluate routers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from turnout import __version__
+from turnout.config import Config, ConfigError, load_config
+from turnout.routing.conversation import RoutingRequest, Turn
+
+logger = logging.getLogger("turnout")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"turnout: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path: str) -> Config:
+    config = load_config(path)
+    for warning in config.warnings:
+        logger.warning("%s", warning)
+    return config
+
+
+def _routing_service(config: Config):
+    from turnout.routing.decision import RoutingService
+    from turnout.routing.embedded import EmbeddedRouter
+    from turnout.routing.embedder import Embedder
+
+    service = RoutingService(config, EmbeddedRouter(Embedder(config.embedded_router.threads)))
+    service.prepare()
+    return service
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from turnout.server.app import create_app
+
+    started = time.perf_counter()
+    config = _load(args.config)
+    service = _routing_service(config)
+    routes = ", ".join(r.name for r in config.routing_preferences) or "none"
+    port = args.port or config.model_port
+    logger.info("turnout %s: config %s", __version__, args.config)
+    logger.info(
+        "router: embedded (all-MiniLM-L6-v2 int8, %d thread(s)); routes: %s",
+        config.embedded_router.threads,
+        routes,
+    )
+    logger.info("ready in %.1fs on http://%s:%d", time.perf_counter() - started, args.host, port)
+    uvicorn.run(create_app(service), host=args.host, port=port, log_level="warning")
+    logger.info("stopped")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    print(
+        f"{args.config}: ok ({len(config.model_providers)} model providers, "
+        f"{len(config.routing_preferences)} routes)"
+    )
+    return 0
+
+
+def _request_turns(args: argparse.Namespace) -> tuple[Turn, ...]:
+    if args.messages:
+        from turnout.apis import API_FORMATS
+
+        try:
+            body = json.loads(Path(args.messages).read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{args.messages}: {exc}") from exc
+        if isinstance(body, list):
+            body = {"messages": body}
+        return API_FORMATS["openai_chat"].parse_routing_request(body).turns
+    return (Turn("user", args.text),)
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from turnout.apis.errors import RequestError
+
+    if bool(args.text) == bool(args.messages):
+        return _fail("give the text to route or --messages FILE, not both")
+    config = _load(args.config)
+    try:
+        turns = _request_turns(args)
+    except (ValueError, RequestError) as exc:
+        return _fail(str(exc))
+    decision = _routing_service(config).decide(RoutingRequest(model=None, turns=turns))
+    print(f"route:  {decision.route or '(none)'}")
+    print(f"models: {', '.join(decision.models)}")
+    print(f"reason: {decision.reason}")
+    for name, score in sorted(decision.scores.items(), key=lambda item: -item[1]):
+        print(f"  {score:7.4f}  {name}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from turnout.routing import evaluation, report
+    from turnout.routing.baseline import DescriptionCosineRouter
+    from turnout.routing.embedded import EmbeddedRouter
+    from turnout.routing.embedder import Embedder
+
+    try:
+        suites = [evaluation.load_suite(Path(d), Path(args.config) if args.config else None) for d in args.suites]
+    except evaluation.SuiteError as exc:
+        return _fail(str(exc))
+    embedder = Embedder(args.threads)
+    routers = [EmbeddedRouter(embedder)]
+    if not args.no_baseline:
+        routers.append(DescriptionCosineRouter(embedder))
+    results = report.run(routers, suites, show_progress=not args.json)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        report.print_results(results)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="turnout", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"turnout {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="serve the gateway on a config")
+    up.add_argument("config")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, help="override the model listener's port")
+    up.set_defaults(handler=cmd_up)
+
+    validate = commands.add_parser("validate", help="load and check a config")
+    validate.add_argument("config")
+    validate.set_defaults(handler=cmd_validate)
+
+    route = commands.add_parser("route", help="print the routing decision for a conversation")
+    route.add_argument("config")
+    route.add_argument("text", nargs="?", help="one user message")
+    route.add_argument("--messages", help="a JSON file: a list of {role, content} or a chat request body")
+    route.set_defaults(handler=cmd_route)
+
+    evaluate = commands.add_parser("eval", help="measure routers on labelled suites")
+    evaluate.add_argument("suites", nargs="+", metavar="SUITE_DIR")
+    evaluate.add_argument("--config", help="use this config's routes instead of each suite's")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.add_argument("--no-baseline", action="store_true", help="skip the description-cosine baseline")
+    evaluate.add_argument("--threads", type=int, default=1)
+    evaluate.set_defaults(handler=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        return _fail(f"invalid config {getattr(args, 'config', '')}:\n{exc}", code=1)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,76 @@
+"""From a client's request to the ordered list of models it should try."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from turnout.apis.errors import RequestError
+from turnout.config import Config, ConfigError, RoutingPreference, parse_routing_preferences
+from turnout.routing.conversation import RoutingRequest
+from turnout.routing.embedded import Classification, EmbeddedRouter
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """`models[0]` is the model to call, the rest are fallbacks in order."""
+
+    models: list[str]
+    route: str | None
+    reason: str
+    router: str
+    scores: dict[str, float] = field(default_factory=dict)
+    latency_ms: float = 0.0
+
+
+class RoutingService:
+    """Applies the router to a request and turns its classification into candidate models."""
+
+    def __init__(self, config: Config, router: EmbeddedRouter) -> None:
+        self.config = config
+        self.router = router
+
+    @property
+    def router_kind(self) -> str:
+        return self.router.kind
+
+    def prepare(self) -> None:
+        """Index the configured routes now, so the first request pays no start-up cost."""
+        self.router.prepare(self.config.routing_preferences)
+
+    def routes_for(self, request: RoutingRequest) -> list[RoutingPreference]:
+        if request.routing_preferences is None:
+            return self.config.routing_preferences
+        try:
+            return parse_routing_preferences(request.routing_preferences)
+        except ConfigError as exc:
+            first = exc.problems[0]
+            raise RequestError(
+                "invalid routing_preferences: " + "; ".join(exc.problems),
+                param=first.split(":", 1)[0],
+            ) from exc
+
+    def decide(self, request: RoutingRequest) -> Decision:
+        routes = self.routes_for(request)
+        started = time.perf_counter()
+        classification = self.router.classify(request.turns, routes)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return Decision(
+            models=self._candidates(classification, routes, request.model),
+            route=classification.route,
+            reason=classification.reason,
+            router=self.router.kind,
+            scores=classification.scores,
+            latency_ms=latency_ms,
+        )
+
+    def _candidates(
+        self, classification: Classification, routes: Sequence[RoutingPreference], model: str | None
+    ) -> list[str]:
+        if classification.route is not None:
+            route = next(r for r in routes if r.name == classification.route)
+            return [self.config.resolve_model(m) or m for m in route.models]
+        own = self.config.resolve_model(model) if model else None
+        fallback = own or self.config.default_model
+        return [fallback] if fallback else []

@@ -1,0 +1,94 @@
+"""The ASGI application: endpoints, and errors rendered in the caller's own API envelope."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from turnout.apis import API_FORMATS, ApiFormat
+from turnout.apis.errors import RequestError
+from turnout.config import Config
+from turnout.routing.decision import RoutingService
+from turnout.server.routing_endpoints import route_request
+
+logger = logging.getLogger("turnout.server")
+
+ROUTING_ENDPOINTS = {
+    "/routing/v1/chat/completions": "openai_chat",
+    "/routing/v1/messages": "anthropic_messages",
+    "/routing/v1/responses": "openai_responses",
+}
+
+
+def _api_for_path(path: str) -> ApiFormat:
+    """Errors on Anthropic's paths use Anthropic's envelope; everything else OpenAI's."""
+    name = "anthropic_messages" if path.rstrip("/").endswith("/messages") else "openai_chat"
+    return API_FORMATS[name]
+
+
+def _error_response(path: str, error: RequestError) -> JSONResponse:
+    return JSONResponse(_api_for_path(path).error_body(error), status_code=error.status)
+
+
+async def _request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return _error_response(request.url.path, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return _error_response(request.url.path, RequestError(message, status=exc.status_code, kind=kind))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    error = RequestError("internal error in turnout", status=500, kind="api_error")
+    return _error_response(request.url.path, error)
+
+
+def _models_body(config: Config) -> dict[str, object]:
+    """OpenAI's model list shape, so SDKs' `models.list()` works against turnout."""
+    entries = [(model_id, model_id.split("/", 1)[0]) for model_id in config.model_ids()]
+    entries += [(alias, "turnout") for alias in config.model_aliases]
+    return {
+        "object": "list",
+        "data": [{"id": i, "object": "model", "created": 0, "owned_by": o} for i, o in entries],
+    }
+
+
+def create_app(service: RoutingService) -> Starlette:
+    config = service.config
+    limit = config.max_body_bytes
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "router": service.router_kind})
+
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse(_models_body(config))
+
+    def routing_endpoint(api: ApiFormat):
+        async def endpoint(request: Request) -> Response:
+            return await route_request(request, api, service, limit)
+
+        return endpoint
+
+    routes = [
+        Route(path, routing_endpoint(API_FORMATS[name]), methods=["POST"])
+        for path, name in ROUTING_ENDPOINTS.items()
+    ]
+    routes += [Route("/healthz", healthz), Route("/v1/models", models)]
+    return Starlette(
+        routes=routes,
+        exception_handlers={
+            RequestError: _request_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+    )
