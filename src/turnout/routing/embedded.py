@@ -24,9 +24,9 @@ import yaml
 from turnout.routing.conversation import Turn
 from turnout.routing.embedder import Embedder
 from turnout.routing.evidence import route_texts
+from turnout.routing.intent import instruction, is_follow_up
 
 SOFTMAX_TEMPERATURE = 0.05
-FOLLOW_UP_MAX_WORDS = 8
 FOLLOW_UP_CONTEXT_WEIGHT = 0.6
 CHIT_CHAT_CLAIM_SCORE = 0.45
 CHIT_CHAT_MARGIN = 0.1
@@ -113,15 +113,20 @@ class EmbeddedRouter:
         return Classification(index.names[best], by_name, f"best route by {lift:.3f} over background")
 
     def _query(self, user_texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The latest user turn's vector, and that vector blended with context for a follow-up."""
+        """The latest turn's vector, and that vector blended with context when it is a follow-up."""
         latest_text = user_texts[-1]
-        is_follow_up = len(user_texts) > 1 and len(latest_text.split()) <= FOLLOW_UP_MAX_WORDS
-        if not is_follow_up:
-            (latest,) = self._embedder.embed([latest_text])
+        texts = [latest_text]
+        ask = instruction(latest_text)
+        if ask:
+            texts.append(ask)
+        follow_up = is_follow_up(user_texts)
+        if follow_up:
+            texts.append(user_texts[-2])
+        vectors = self._embedder.embed(texts)
+        latest = _normalised(vectors[0] + vectors[1]) if ask else vectors[0]
+        if not follow_up:
             return latest, latest
-        latest, previous = self._embedder.embed([latest_text, user_texts[-2]])
-        blended = latest + FOLLOW_UP_CONTEXT_WEIGHT * previous
-        return latest, blended / np.linalg.norm(blended)
+        return latest, _normalised(latest + FOLLOW_UP_CONTEXT_WEIGHT * vectors[-1])
 
     def _index(self, routes: Sequence[RouteSpec]) -> _RouteIndex:
         key = _route_key(routes)
@@ -191,6 +196,10 @@ def _make_index(names: tuple[str, ...], groups: list[np.ndarray], chit_chat: np.
         chit_chat=chit_chat,
         background_mean=np.zeros(len(names)),
     )
+
+
+def _normalised(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
 
 
 def _pooled_scores(index: _RouteIndex, query: np.ndarray) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""Shared fixtures: one embedded router for the session, and a real gateway on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from turnout.config import Config, load_config
+from turnout.routing.decision import RoutingService
+from turnout.routing.embedded import EmbeddedRouter
+from turnout.routing.embedder import Embedder
+from turnout.server.app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = ROOT / "examples" / "model_routing_service" / "config.yaml"
+SHARED_SUITES = ROOT.parent / "shared" / "data" / "routing"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def router(embedder: Embedder) -> EmbeddedRouter:
+    return EmbeddedRouter(embedder)
+
+
+@pytest.fixture(scope="session")
+def demo_config() -> Config:
+    return load_config(DEMO_CONFIG)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerThread:
+    """uvicorn in a background thread, so tests speak real HTTP to the real app."""
+
+    def __init__(self, app, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.url = f"http://127.0.0.1:{port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gateway(demo_config: Config, router: EmbeddedRouter) -> Iterator[httpx.Client]:
+    service = RoutingService(demo_config, router)
+    service.prepare()
+    with ServerThread(create_app(service), free_port()) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            yield client
