@@ -1,12 +1,13 @@
 """The embedded router: classifies the latest user intent against route descriptions on the CPU.
 
-How it decides (see docs/routing.md for the measurements behind each step):
+How it decides (docs/routing.md has the measurements behind each step):
 1. Each route becomes a set of texts (evidence.py) embedded once; a request's score for a route is
    a soft maximum of its cosine to those texts.
-2. A short follow-up ("now in French") is blended with the previous user turn, so it inherits the
-   conversation's task unless it names a new one strongly.
-3. No route when the latest turn is closer to generic chit-chat than to the best route, or when the
-   best route does not clear its own mean score over generic background requests by a margin.
+2. The query is the latest user turn, plus the ask around any pasted material, blended with the
+   previous user turn when it is a short follow-up (intent.py).
+3. No route when the latest turn is closer to chit-chat than to the best route, when the best
+   route does not clear its mean score over generic background requests, or when the request is a
+   near-copy of a library request that no route claims (no_route.py).
 """
 
 from __future__ import annotations
@@ -14,25 +15,26 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib.resources import files
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
-import yaml
 
 from turnout.routing.conversation import Turn
 from turnout.routing.embedder import Embedder
 from turnout.routing.evidence import route_texts
 from turnout.routing.intent import instruction, is_follow_up
+from turnout.routing.no_route import load_no_route_evidence
 
 SOFTMAX_TEMPERATURE = 0.05
 FOLLOW_UP_CONTEXT_WEIGHT = 0.6
 CHIT_CHAT_CLAIM_SCORE = 0.45
-CHIT_CHAT_MARGIN = 0.1
 CHIT_CHAT_MIN_SCORE = 0.5
+CHIT_CHAT_MARGIN = 0.1
 BACKGROUND_MARGIN = 0.03
-INLINE_CACHE_SIZE = 64
+LIBRARY_CLAIM_LIFT = 0.07
+LIBRARY_MARGIN = 0.4
+INDEX_CACHE_SIZE = 64
 
 
 class RouteSpec(Protocol):
@@ -56,13 +58,9 @@ class _RouteIndex:
     evidence: np.ndarray  # (texts, dim), rows grouped by route
     starts: np.ndarray  # first evidence row of each route
     counts: np.ndarray
-    chit_chat: np.ndarray  # (lines, dim), the lines no route claimed
+    chit_chat: np.ndarray  # the chit-chat lines no route claimed
     background_mean: np.ndarray  # (routes,)
-
-
-def _load_no_route_texts() -> tuple[list[str], list[str]]:
-    data = yaml.safe_load(files("turnout.routing").joinpath("data/no_route.yaml").read_text("utf-8"))
-    return list(data["chit_chat"]), list(data["background"])
+    out_of_scope: np.ndarray  # the library requests no route claimed
 
 
 def _route_key(routes: Sequence[RouteSpec]) -> tuple:
@@ -76,10 +74,7 @@ class EmbeddedRouter:
 
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
-        chit_chat, background = _load_no_route_texts()
-        self._chit_chat_texts = chit_chat
-        self._chit_chat = embedder.embed(chit_chat)
-        self._background = embedder.embed(background)
+        self._no_route = load_no_route_evidence(embedder)
         self._indexes: OrderedDict[tuple, _RouteIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -98,19 +93,12 @@ class EmbeddedRouter:
         scores = _pooled_scores(index, blended)
         best = int(np.argmax(scores))
         by_name = {name: round(float(s), 4) for name, s in zip(index.names, scores)}
-        chit_chat = float(np.max(index.chit_chat @ latest)) if len(index.chit_chat) else -1.0
-        if chit_chat >= CHIT_CHAT_MIN_SCORE and chit_chat >= float(
-            _pooled_scores(index, latest)[best]
-        ) + CHIT_CHAT_MARGIN:
-            return Classification(None, by_name, f"closer to chit-chat ({chit_chat:.3f}) than to any route")
+        latest_score = float(_pooled_scores(index, latest)[best])
+        reason = _no_route_reason(index, best, float(scores[best]), latest_score, latest)
+        if reason:
+            return Classification(None, by_name, reason)
         lift = float(scores[best] - index.background_mean[best])
-        if lift < BACKGROUND_MARGIN:
-            return Classification(
-                None,
-                by_name,
-                f"best route {index.names[best]!r} is only {lift:.3f} above its background score",
-            )
-        return Classification(index.names[best], by_name, f"best route by {lift:.3f} over background")
+        return Classification(index.names[best], by_name, f"best route, {lift:.3f} over its background")
 
     def _query(self, user_texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The latest turn's vector, and that vector blended with context when it is a follow-up."""
@@ -137,26 +125,34 @@ class EmbeddedRouter:
         index = self._build_index(routes)
         with self._lock:
             self._indexes[key] = index
-            while len(self._indexes) > INLINE_CACHE_SIZE:
+            while len(self._indexes) > INDEX_CACHE_SIZE:
                 self._indexes.popitem(last=False)
         return index
 
     def _build_index(self, routes: Sequence[RouteSpec]) -> _RouteIndex:
-        names = tuple(r.name for r in routes)
+        evidence = self._no_route
         texts = [route_texts(r.name, r.description, list(r.examples)) for r in routes]
         vectors = self._embedder.embed([text for group in texts for text in group])
         bounds = np.cumsum([0, *(len(group) for group in texts)])
         groups = [vectors[bounds[i] : bounds[i + 1]] for i in range(len(routes))]
         claimed = self._claim_chit_chat(groups)
         for route, lines in claimed.items():
-            groups[route] = np.vstack([groups[route], self._chit_chat[lines]])
+            groups[route] = np.vstack([groups[route], evidence.chit_chat[lines]])
         taken = {line for lines in claimed.values() for line in lines}
-        unclaimed = [i for i in range(len(self._chit_chat)) if i not in taken]
-        index = _make_index(names, groups, self._chit_chat[unclaimed])
-        index.background_mean[:] = np.mean(
-            [_pooled_scores(index, vector) for vector in self._background], axis=0
+        unclaimed = [i for i in range(len(evidence.chit_chat)) if i not in taken]
+        counts = np.array([len(group) for group in groups])
+        index = _RouteIndex(
+            names=tuple(r.name for r in routes),
+            evidence=np.vstack(groups),
+            starts=np.concatenate([[0], np.cumsum(counts)[:-1]]),
+            counts=counts,
+            chit_chat=evidence.chit_chat[unclaimed],
+            background_mean=np.zeros(len(routes)),
+            out_of_scope=evidence.library,
         )
-        return index
+        index = replace(index, background_mean=_mean_scores(index, evidence.background))
+        library_lift = _all_scores(index, evidence.library) - index.background_mean
+        return replace(index, out_of_scope=evidence.library[library_lift.max(axis=1) < LIBRARY_CLAIM_LIFT])
 
     def _claim_chit_chat(self, groups: list[np.ndarray]) -> dict[int, list[int]]:
         """Chit-chat lines a route itself covers (a small-talk route's, say), grown to a fixed point.
@@ -165,19 +161,19 @@ class EmbeddedRouter:
         as close to it as CHIT_CHAT_CLAIM_SCORE; so "hello" claimed through "greetings" brings
         "good morning" along, while routes about tasks claim nothing.
         """
+        chit_chat = self._no_route.chit_chat
         claimed: dict[int, list[int]] = {}
         while True:
-            grown = [
-                np.vstack([group, self._chit_chat[claimed.get(route, [])]])
-                for route, group in enumerate(groups)
-            ]
-            index = _make_index(("",) * len(groups), grown, self._chit_chat)
+            grown = [np.vstack([g, chit_chat[claimed.get(r, [])]]) for r, g in enumerate(groups)]
+            counts = np.array([len(g) for g in grown])
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            evidence = np.vstack(grown)
             taken = {line for lines in claimed.values() for line in lines}
             new = False
-            for line, vector in enumerate(self._chit_chat):
+            for line, vector in enumerate(chit_chat):
                 if line in taken:
                     continue
-                scores = _pooled_scores(index, vector)
+                scores = _soft_max(evidence @ vector, starts, counts)
                 best = int(np.argmax(scores))
                 if scores[best] >= CHIT_CHAT_CLAIM_SCORE:
                     claimed.setdefault(best, []).append(line)
@@ -186,26 +182,39 @@ class EmbeddedRouter:
                 return claimed
 
 
-def _make_index(names: tuple[str, ...], groups: list[np.ndarray], chit_chat: np.ndarray) -> _RouteIndex:
-    counts = np.array([len(group) for group in groups])
-    return _RouteIndex(
-        names=names,
-        evidence=np.vstack(groups),
-        starts=np.concatenate([[0], np.cumsum(counts)[:-1]]),
-        counts=counts,
-        chit_chat=chit_chat,
-        background_mean=np.zeros(len(names)),
-    )
+def _no_route_reason(
+    index: _RouteIndex, best: int, score: float, latest_score: float, latest: np.ndarray
+) -> str | None:
+    chit_chat = float(np.max(index.chit_chat @ latest)) if len(index.chit_chat) else -1.0
+    if chit_chat >= CHIT_CHAT_MIN_SCORE and chit_chat >= latest_score + CHIT_CHAT_MARGIN:
+        return f"closer to chit-chat ({chit_chat:.3f}) than to any route ({latest_score:.3f})"
+    lift = score - float(index.background_mean[best])
+    if lift < BACKGROUND_MARGIN:
+        return f"best route {index.names[best]!r} is only {lift:.3f} above its background score"
+    known = float(np.max(index.out_of_scope @ latest)) if len(index.out_of_scope) else -1.0
+    if known >= max(score, latest_score) + LIBRARY_MARGIN:
+        return f"near-copy ({known:.3f}) of a known request that no route covers"
+    return None
 
 
 def _normalised(vector: np.ndarray) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def _pooled_scores(index: _RouteIndex, query: np.ndarray) -> np.ndarray:
-    """Per-route soft maximum of the query's cosine to the route's evidence."""
-    sims = index.evidence @ query
+def _soft_max(sims: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-group log-mean-exp: near the group's best match, but steadier than a hard maximum."""
     peak = float(sims.max())
     weights = np.exp((sims - peak) / SOFTMAX_TEMPERATURE)
-    sums = np.add.reduceat(weights, index.starts)
-    return peak + SOFTMAX_TEMPERATURE * np.log(sums / index.counts)
+    return peak + SOFTMAX_TEMPERATURE * np.log(np.add.reduceat(weights, starts) / counts)
+
+
+def _pooled_scores(index: _RouteIndex, query: np.ndarray) -> np.ndarray:
+    return _soft_max(index.evidence @ query, index.starts, index.counts)
+
+
+def _all_scores(index: _RouteIndex, queries: np.ndarray) -> np.ndarray:
+    return np.array([_pooled_scores(index, query) for query in queries])
+
+
+def _mean_scores(index: _RouteIndex, queries: np.ndarray) -> np.ndarray:
+    return _all_scores(index, queries).mean(axis=0)
