@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -56,6 +59,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         routes,
     )
     logger.info("ready in %.1fs on http://%s:%d", time.perf_counter() - started, args.host, port)
+    # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM is a clean stop.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(create_app(service), host=args.host, port=port, log_level="warning")
     logger.info("stopped")
     return 0
@@ -121,10 +126,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         routers.append(DescriptionCosineRouter(embedder))
     results = report.run(routers, suites, show_progress=not args.json)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(_finite(results), indent=2, allow_nan=False))
     else:
-        report.print_results(results)
+        from rich.console import Console
+
+        console = Console()
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console = Console(width=200)  # piped or redirected: whole router names, not 80 columns
+        report.print_results(results, console)
     return 0
+
+
+def _finite(value: object) -> object:
+    """JSON has no Infinity or NaN (a threshold may be -inf): write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +185,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConfigError as exc:
-        return _fail(f"invalid config {getattr(args, 'config', '')}:\n{exc}", code=1)
+        return _fail(f"invalid config {exc.source}:\n{exc}", code=1)
     except KeyboardInterrupt:
         return 130

@@ -25,14 +25,20 @@ class DescriptionCosineRouter:
         self.threshold = threshold
         self._cache: dict[tuple[str, ...], np.ndarray] = {}
 
+    def prepare(self, routes: Sequence[RouteSpec]) -> None:
+        self._vectors(routes)
+
+    def _vectors(self, routes: Sequence[RouteSpec]) -> np.ndarray:
+        key = tuple(r.description for r in routes)
+        if key not in self._cache:
+            self._cache[key] = self._embedder.embed(list(key))
+        return self._cache[key]
+
     def classify(self, turns: Sequence[Turn], routes: Sequence[RouteSpec]) -> Classification:
         user = [t.text for t in turns if t.role == "user" and t.text.strip()]
         if not routes or not user:
             return Classification(None, {}, "nothing to classify")
-        key = tuple(r.description for r in routes)
-        if key not in self._cache:
-            self._cache[key] = self._embedder.embed(list(key))
-        scores = self._cache[key] @ self._embedder.embed([user[-1]])[0]
+        scores = self._vectors(routes) @ self._embedder.embed([user[-1]])[0]
         best = int(np.argmax(scores))
         by_name = {r.name: round(float(s), 4) for r, s in zip(routes, scores)}
         if scores[best] < self.threshold:

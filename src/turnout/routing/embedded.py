@@ -27,7 +27,7 @@ from turnout.routing.intent import instruction, is_follow_up
 from turnout.routing.no_route import load_no_route_evidence
 
 SOFTMAX_TEMPERATURE = 0.05
-FOLLOW_UP_CONTEXT_WEIGHT = 0.6
+FOLLOW_UP_CONTEXT_WEIGHT = 1.0
 CHIT_CHAT_CLAIM_SCORE = 0.45
 CHIT_CHAT_MIN_SCORE = 0.5
 CHIT_CHAT_MARGIN = 0.1

@@ -26,6 +26,8 @@ class SuiteError(ValueError):
 class Classifier(Protocol):
     kind: str
 
+    def prepare(self, routes: Sequence[RoutingPreference]) -> None: ...
+
     def classify(self, turns: Sequence[Turn], routes: Sequence[RoutingPreference]) -> Classification: ...
 
 
@@ -83,6 +85,7 @@ def _parse_case(line: str, where: str, route_names: set[str]) -> Case:
 def run_suite(
     router: Classifier, suite: Suite, on_case: Callable[[], None] = lambda: None
 ) -> list[Outcome]:
+    router.prepare(suite.routes)
     outcomes = []
     for case in suite.cases:
         started = time.perf_counter()

@@ -1,0 +1,54 @@
+"""The embedding model loads offline, is verified, and gives sentence-transformers' vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from turnout.routing import embedder as embedder_module
+from turnout.routing import no_route
+from turnout.routing.embedder import Embedder, EmbedderError
+
+
+def test_vectors_are_normalised_and_similar_texts_are_close(embedder: Embedder) -> None:
+    vectors = embedder.embed(["Write a Python function", "Write a function in Python", "I love pizza"])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > 0.8 > vectors[0] @ vectors[2]
+
+
+def test_batching_and_padding_do_not_change_vectors(embedder: Embedder) -> None:
+    texts = ["short", "a much longer sentence with many more tokens than the first one"]
+    together = embedder.embed(texts)
+    alone = np.vstack([embedder.embed([t]) for t in texts])
+    assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_empty_input_gives_an_empty_matrix(embedder: Embedder) -> None:
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_a_model_file_with_the_wrong_checksum_is_refused(tmp_path: Path, monkeypatch) -> None:
+    fake = tmp_path / "model.onnx"
+    fake.write_bytes(b"not a model")
+    monkeypatch.setattr(embedder_module, "model_path", lambda: fake)
+    with pytest.raises(EmbedderError, match="sha256"):
+        Embedder()
+
+
+def test_the_shipped_library_vectors_match_the_model(embedder: Embedder) -> None:
+    requests = no_route.library_requests()
+    with np.load(no_route.library_vectors_path()) as stored:
+        assert str(stored["key"]) == no_route.library_key(requests)
+        sample = stored["vectors"][:: len(requests) // 20].astype(np.float32)
+    fresh = embedder.embed(requests[:: len(requests) // 20])
+    assert np.allclose(sample, fresh, atol=2e-3)
+
+
+def test_stale_library_vectors_are_recomputed(embedder: Embedder, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(no_route, "library_requests", lambda: ["book a flight", "bake bread"])
+    monkeypatch.setattr(no_route, "library_vectors_path", lambda: tmp_path / "missing.npz")
+    evidence = no_route.load_no_route_evidence(embedder)
+    assert evidence.library.shape == (2, 384)
