@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -37,9 +38,28 @@ def _routing_service(config: Config):
     from turnout.routing.embedded import EmbeddedRouter
     from turnout.routing.embedder import Embedder
 
+    if config.overrides.llm_routing_model:
+        logger.warning(
+            "overrides.llm_routing_model (%s): the LLM router is not available in this version; "
+            "routing with the embedded router",
+            config.overrides.llm_routing_model,
+        )
     service = RoutingService(config, EmbeddedRouter(Embedder(config.embedded_router.threads)))
     service.prepare()
     return service
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Claim the port before the model loads, so a busy port fails at once and clearly."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -49,9 +69,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     config = _load(args.config)
+    port = args.port or config.model_port
+    try:
+        listener = _bind(args.host, port)
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.host}:{port}: {exc.strerror or exc}")
     service = _routing_service(config)
     routes = ", ".join(r.name for r in config.routing_preferences) or "none"
-    port = args.port or config.model_port
     logger.info("turnout %s: config %s", __version__, args.config)
     logger.info(
         "router: embedded (all-MiniLM-L6-v2 int8, %d thread(s)); routes: %s",
@@ -61,7 +85,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     logger.info("ready in %.1fs on http://%s:%d", time.perf_counter() - started, args.host, port)
     # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM is a clean stop.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    uvicorn.run(create_app(service), host=args.host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning"))
+    server.run(sockets=[listener])
     logger.info("stopped")
     return 0
 

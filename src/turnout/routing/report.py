@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,15 @@ def run(routers: Sequence[Classifier], suites: Sequence[Suite], show_progress: b
     return results
 
 
+def _threshold_note(result: dict[str, Any]) -> str:
+    if "threshold" not in result:
+        return ""
+    threshold = result["threshold"]
+    if threshold is None or not math.isfinite(threshold):
+        return " (best: never no route)"
+    return f" (best threshold {threshold:.3f})"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -40,7 +50,7 @@ def print_results(results: Sequence[dict[str, Any]], console: Console | None = N
                    "multi-turn", "p50 ms", "p95 ms", "p99 ms"):
         summary.add_column(column, justify="left" if column in ("suite", "router") else "right")
     for r in results:
-        router = r["router"] + (f" (best threshold {r['threshold']:.3f})" if "threshold" in r else "")
+        router = r["router"] + _threshold_note(r)
         summary.add_row(
             r["suite"], router, str(r["cases"]), _pct(r["accuracy"]), _pct(r["in_scope_top1"]),
             _pct(r["no_route_precision"]), _pct(r["no_route_recall"]),
