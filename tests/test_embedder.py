@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from turnout.routing import embedder as embedder_module
-from turnout.routing import no_route
 from turnout.routing.embedder import Embedder, EmbedderError
 
 
@@ -38,17 +37,3 @@ def test_a_model_file_with_the_wrong_checksum_is_refused(tmp_path: Path, monkeyp
         Embedder()
 
 
-def test_the_shipped_library_vectors_match_the_model(embedder: Embedder) -> None:
-    requests = no_route.library_requests()
-    with np.load(no_route.library_vectors_path()) as stored:
-        assert str(stored["key"]) == no_route.library_key(requests)
-        sample = stored["vectors"][:: len(requests) // 20].astype(np.float32)
-    fresh = embedder.embed(requests[:: len(requests) // 20])
-    assert np.allclose(sample, fresh, atol=2e-3)
-
-
-def test_stale_library_vectors_are_recomputed(embedder: Embedder, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(no_route, "library_requests", lambda: ["book a flight", "bake bread"])
-    monkeypatch.setattr(no_route, "library_vectors_path", lambda: tmp_path / "missing.npz")
-    evidence = no_route.load_no_route_evidence(embedder)
-    assert evidence.library.shape == (2, 384)

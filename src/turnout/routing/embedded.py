@@ -1,13 +1,14 @@
 """The embedded router: classifies the latest user intent against route descriptions on the CPU.
 
 How it decides (docs/routing.md has the measurements behind each step):
-1. Each route becomes a set of texts (evidence.py) embedded once; a request's score for a route is
-   a soft maximum of its cosine to those texts.
+1. Each route becomes a set of texts (evidence.py) embedded once, plus the requests of library
+   topics that clearly belong to it (library.py); a request's score for a route is a soft
+   maximum of its cosine to that evidence.
 2. The query is the latest user turn, plus the ask around any pasted material, blended with the
    previous user turn when it is a short follow-up (intent.py).
 3. No route when the latest turn is closer to chit-chat than to the best route, when the best
    route does not clear its mean score over generic background requests, or when the request is a
-   near-copy of a library request that no route claims (no_route.py).
+   near-copy of a library request that no route claims.
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ from turnout.routing.conversation import Turn
 from turnout.routing.embedder import Embedder
 from turnout.routing.evidence import route_texts
 from turnout.routing.intent import instruction, is_follow_up
+from turnout.routing.library import load_library
 from turnout.routing.no_route import load_no_route_evidence
 
 SOFTMAX_TEMPERATURE = 0.05
 FOLLOW_UP_CONTEXT_WEIGHT = 1.0
+FOLLOW_UP_OWN_LIFT = 0.25
 CHIT_CHAT_CLAIM_SCORE = 0.45
 CHIT_CHAT_MIN_SCORE = 0.4
 CHIT_CHAT_MARGIN = 0.2
 BACKGROUND_MARGIN = 0.03
 LIBRARY_CLAIM_LIFT = 0.07
+TOPIC_MIN_LIFT = 0.15
+TOPIC_MARGIN = 0.05
+TOPIC_REQUEST_LIFT = 0.05
 LIBRARY_MARGIN = 0.4
 INDEX_CACHE_SIZE = 64
 
@@ -75,6 +81,7 @@ class EmbeddedRouter:
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
         self._no_route = load_no_route_evidence(embedder)
+        self._library = load_library(embedder)
         self._indexes: OrderedDict[tuple, _RouteIndex] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -90,10 +97,12 @@ class EmbeddedRouter:
             return Classification(None, {}, "no user text to classify")
         index = self._index(routes)
         latest, blended = self._query(user_texts)
-        scores = _pooled_scores(index, blended)
+        latest_scores = _pooled_scores(index, latest)
+        own_lift = float(np.max(latest_scores - index.background_mean))
+        scores = latest_scores if own_lift >= FOLLOW_UP_OWN_LIFT else _pooled_scores(index, blended)
         best = int(np.argmax(scores))
         by_name = {name: round(float(s), 4) for name, s in zip(index.names, scores)}
-        latest_score = float(_pooled_scores(index, latest)[best])
+        latest_score = float(latest_scores[best])
         reason = _no_route_reason(index, best, float(scores[best]), latest_score, latest)
         if reason:
             return Classification(None, by_name, reason)
@@ -130,29 +139,53 @@ class EmbeddedRouter:
         return index
 
     def _build_index(self, routes: Sequence[RouteSpec]) -> _RouteIndex:
-        evidence = self._no_route
+        names = tuple(r.name for r in routes)
         texts = [route_texts(r.name, r.description, list(r.examples)) for r in routes]
         vectors = self._embedder.embed([text for group in texts for text in group])
         bounds = np.cumsum([0, *(len(group) for group in texts)])
         groups = [vectors[bounds[i] : bounds[i + 1]] for i in range(len(routes))]
+        chit_chat = self._no_route.chit_chat
         claimed = self._claim_chit_chat(groups)
         for route, lines in claimed.items():
-            groups[route] = np.vstack([groups[route], evidence.chit_chat[lines]])
-        taken = {line for lines in claimed.values() for line in lines}
-        unclaimed = [i for i in range(len(evidence.chit_chat)) if i not in taken]
-        counts = np.array([len(group) for group in groups])
-        index = _RouteIndex(
-            names=tuple(r.name for r in routes),
-            evidence=np.vstack(groups),
-            starts=np.concatenate([[0], np.cumsum(counts)[:-1]]),
-            counts=counts,
-            chit_chat=evidence.chit_chat[unclaimed],
-            background_mean=np.zeros(len(routes)),
-            out_of_scope=evidence.library,
+            groups[route] = np.vstack([groups[route], chit_chat[lines]])
+        taken = [line for lines in claimed.values() for line in lines]
+        chit_chat = np.delete(chit_chat, taken, axis=0)
+
+        zero_shot = _make_index(names, groups, chit_chat)
+        background = _mean_scores(zero_shot, self._no_route.background)
+        library = self._library
+        request_lift = _all_scores(zero_shot, library.request_vectors) - background
+        borrowed = self._borrowed_topics(zero_shot, background, request_lift)
+        for route, topics in borrowed.items():
+            groups[route] = np.vstack([groups[route], library.request_vectors[library.requests_of(topics)]])
+        lent = library.requests_of(np.array([t for topics in borrowed.values() for t in topics], dtype=int))
+        unclaimed = (request_lift.max(axis=1) < LIBRARY_CLAIM_LIFT) & ~lent
+        return replace(
+            _make_index(names, groups, chit_chat),
+            background_mean=background,
+            out_of_scope=library.request_vectors[unclaimed],
         )
-        index = replace(index, background_mean=_mean_scores(index, evidence.background))
-        library_lift = _all_scores(index, evidence.library) - index.background_mean
-        return replace(index, out_of_scope=evidence.library[library_lift.max(axis=1) < LIBRARY_CLAIM_LIFT])
+
+    def _borrowed_topics(
+        self, index: _RouteIndex, background: np.ndarray, request_lift: np.ndarray
+    ) -> dict[int, list[int]]:
+        """Library topics that clearly belong to one route, by their topic line and by their requests.
+
+        The topic line must beat the route's background by TOPIC_MIN_LIFT and the runner-up
+        route (or the background level) by TOPIC_MARGIN, and the topic's requests must agree on
+        average: one noisy signal alone lends requests to the wrong route too often.
+        """
+        library = self._library
+        topic_lift = _all_scores(index, library.topic_vectors) - background
+        ranked = np.sort(np.hstack([topic_lift, np.zeros((len(topic_lift), 1))]), axis=1)
+        best = np.argmax(topic_lift, axis=1)
+        per_topic = np.array([request_lift[library.owner == t].mean(axis=0) for t in range(len(library.topics))])
+        clear = (ranked[:, -1] >= TOPIC_MIN_LIFT) & (ranked[:, -1] - ranked[:, -2] >= TOPIC_MARGIN)
+        agree = (np.argmax(per_topic, axis=1) == best) & (per_topic.max(axis=1) >= TOPIC_REQUEST_LIFT)
+        borrowed: dict[int, list[int]] = {}
+        for topic in np.flatnonzero(clear & agree):
+            borrowed.setdefault(int(best[topic]), []).append(int(topic))
+        return borrowed
 
     def _claim_chit_chat(self, groups: list[np.ndarray]) -> dict[int, list[int]]:
         """Chit-chat lines a route itself covers (a small-talk route's, say), grown to a fixed point.
@@ -165,15 +198,13 @@ class EmbeddedRouter:
         claimed: dict[int, list[int]] = {}
         while True:
             grown = [np.vstack([g, chit_chat[claimed.get(r, [])]]) for r, g in enumerate(groups)]
-            counts = np.array([len(g) for g in grown])
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            evidence = np.vstack(grown)
+            index = _make_index(("",) * len(groups), grown, chit_chat)
             taken = {line for lines in claimed.values() for line in lines}
             new = False
             for line, vector in enumerate(chit_chat):
                 if line in taken:
                     continue
-                scores = _soft_max(evidence @ vector, starts, counts)
+                scores = _pooled_scores(index, vector)
                 best = int(np.argmax(scores))
                 if scores[best] >= CHIT_CHAT_CLAIM_SCORE:
                     claimed.setdefault(best, []).append(line)
@@ -195,6 +226,19 @@ def _no_route_reason(
     if known >= max(score, latest_score) + LIBRARY_MARGIN:
         return f"near-copy ({known:.3f}) of a known request that no route covers"
     return None
+
+
+def _make_index(names: tuple[str, ...], groups: list[np.ndarray], chit_chat: np.ndarray) -> _RouteIndex:
+    counts = np.array([len(group) for group in groups])
+    return _RouteIndex(
+        names=names,
+        evidence=np.vstack(groups),
+        starts=np.concatenate([[0], np.cumsum(counts)[:-1]]),
+        counts=counts,
+        chit_chat=chit_chat,
+        background_mean=np.zeros(len(names)),
+        out_of_scope=np.zeros((0, chit_chat.shape[1])),
+    )
 
 
 def _normalised(vector: np.ndarray) -> np.ndarray:
