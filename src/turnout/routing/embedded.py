@@ -153,39 +153,26 @@ class EmbeddedRouter:
 
         zero_shot = _make_index(names, groups, chit_chat)
         background = _mean_scores(zero_shot, self._no_route.background)
+        lifts = self._library_lifts(zero_shot, background)
+        borrowed = _borrowed_topics(lifts)
         library = self._library
-        request_lift = _all_scores(zero_shot, library.request_vectors) - background
-        borrowed = self._borrowed_topics(zero_shot, background, request_lift)
         for route, topics in borrowed.items():
             groups[route] = np.vstack([groups[route], library.request_vectors[library.requests_of(topics)]])
         lent = library.requests_of(np.array([t for topics in borrowed.values() for t in topics], dtype=int))
-        unclaimed = (request_lift.max(axis=1) < LIBRARY_CLAIM_LIFT) & ~lent
         return replace(
             _make_index(names, groups, chit_chat),
             background_mean=background,
-            out_of_scope=library.request_vectors[unclaimed],
+            out_of_scope=library.request_vectors[_out_of_scope(lifts, lent)],
         )
 
-    def _borrowed_topics(
-        self, index: _RouteIndex, background: np.ndarray, request_lift: np.ndarray
-    ) -> dict[int, list[int]]:
-        """Library topics that clearly belong to one route, by their topic line and by their requests.
-
-        The topic line must beat the route's background by TOPIC_MIN_LIFT and the runner-up
-        route (or the background level) by TOPIC_MARGIN, and the topic's requests must agree on
-        average: one noisy signal alone lends requests to the wrong route too often.
-        """
+    def _library_lifts(self, index: _RouteIndex, background: np.ndarray) -> _LibraryLifts:
         library = self._library
-        topic_lift = _all_scores(index, library.topic_vectors) - background
-        ranked = np.sort(np.hstack([topic_lift, np.zeros((len(topic_lift), 1))]), axis=1)
-        best = np.argmax(topic_lift, axis=1)
-        per_topic = np.array([request_lift[library.owner == t].mean(axis=0) for t in range(len(library.topics))])
-        clear = (ranked[:, -1] >= TOPIC_MIN_LIFT) & (ranked[:, -1] - ranked[:, -2] >= TOPIC_MARGIN)
-        agree = (np.argmax(per_topic, axis=1) == best) & (per_topic.max(axis=1) >= TOPIC_REQUEST_LIFT)
-        borrowed: dict[int, list[int]] = {}
-        for topic in np.flatnonzero(clear & agree):
-            borrowed.setdefault(int(best[topic]), []).append(int(topic))
-        return borrowed
+        requests = _all_scores(index, library.request_vectors) - background
+        return _LibraryLifts(
+            requests=requests,
+            topics=_all_scores(index, library.topic_vectors) - background,
+            topic_requests=np.array([requests[library.owner == t].mean(axis=0) for t in range(len(library.topics))]),
+        )
 
     def _claim_chit_chat(self, groups: list[np.ndarray]) -> dict[int, list[int]]:
         """Chit-chat lines a route itself covers (a small-talk route's, say), grown to a fixed point.
@@ -211,6 +198,39 @@ class EmbeddedRouter:
                     new = True
             if not new:
                 return claimed
+
+
+@dataclass(frozen=True, slots=True)
+class _LibraryLifts:
+    """Library scores per route above each route's background: (items, routes) each."""
+
+    requests: np.ndarray
+    topics: np.ndarray  # the topic lines
+    topic_requests: np.ndarray  # each topic's mean over its requests
+
+
+def _borrowed_topics(lifts: _LibraryLifts) -> dict[int, list[int]]:
+    """Library topics that clearly belong to one route, by their topic line and by their requests.
+
+    The topic line must beat the route's background by TOPIC_MIN_LIFT and the runner-up route
+    (or the background level) by TOPIC_MARGIN, and the topic's requests must agree on average:
+    one noisy signal alone lends requests to the wrong route too often.
+    """
+    topic_lift = lifts.topics
+    ranked = np.sort(np.hstack([topic_lift, np.zeros((len(topic_lift), 1))]), axis=1)
+    best = np.argmax(topic_lift, axis=1)
+    per_topic = lifts.topic_requests
+    clear = (ranked[:, -1] >= TOPIC_MIN_LIFT) & (ranked[:, -1] - ranked[:, -2] >= TOPIC_MARGIN)
+    agree = (np.argmax(per_topic, axis=1) == best) & (per_topic.max(axis=1) >= TOPIC_REQUEST_LIFT)
+    borrowed: dict[int, list[int]] = {}
+    for topic in np.flatnonzero(clear & agree):
+        borrowed.setdefault(int(best[topic]), []).append(int(topic))
+    return borrowed
+
+
+def _out_of_scope(lifts: _LibraryLifts, lent: np.ndarray) -> np.ndarray:
+    """Requests that no route claims: not lent to a route, and below every route's claim lift."""
+    return (lifts.requests.max(axis=1) < LIBRARY_CLAIM_LIFT) & ~lent
 
 
 def _no_route_reason(
