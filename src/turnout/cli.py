@@ -52,7 +52,8 @@ def _routing_service(config: Config):
 def _bind(host: str, port: int) -> socket.socket:
     """Claim the port before the model loads, so a busy port fails at once and clearly."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on connections of a TCP-protocol socket.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
