@@ -62,8 +62,10 @@ def in_process(n: int) -> None:
     embed = percentiles(timed(lambda i: embedder.embed([PROMPTS[i % len(PROMPTS)]]), n))
     print(f"in process, 1 thread, {n} decisions of short prompts")
     for key in decide:
-        print(f"  {key}: decision {decide[key]:.2f} ms, bare embedding {embed[key]:.2f} ms, "
-              f"ratio {decide[key] / embed[key]:.2f}")
+        print(
+            f"  {key}: decision {decide[key]:.2f} ms, bare embedding {embed[key]:.2f} ms, "
+            f"ratio {decide[key] / embed[key]:.2f}"
+        )
 
 
 def free_port() -> int:
@@ -86,7 +88,9 @@ def over_http(n: int) -> None:
     started = time.perf_counter()
     server = subprocess.Popen(
         [sys.executable, "-m", "turnout", "up", str(CONFIG), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
     )
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
@@ -100,14 +104,18 @@ def over_http(n: int) -> None:
             time.sleep(1)
             idle_rss = rss_mb(server.pid)
             bodies = [{"messages": [{"role": "user", "content": p}]} for p in PROMPTS]
-            post = lambda i: client.post("/routing/v1/chat/completions", json=bodies[i % len(bodies)])
+            post = lambda i: client.post(
+                "/routing/v1/chat/completions", json=bodies[i % len(bodies)]
+            )
             timed(post, 20)
             decide = percentiles(timed(post, n))
             health = percentiles(timed(lambda i: client.get("/healthz"), n))
         print(f"over HTTP, concurrency 1, {n} decisions")
         for key in decide:
-            print(f"  {key}: decision {decide[key]:.2f} ms, GET /healthz {health[key]:.2f} ms, "
-                  f"difference {decide[key] - health[key]:.2f} ms")
+            print(
+                f"  {key}: decision {decide[key]:.2f} ms, GET /healthz {health[key]:.2f} ms, "
+                f"difference {decide[key] - health[key]:.2f} ms"
+            )
         print(f"first decision {first_decision_s:.2f} s after process start")
         print(f"idle RSS after start {idle_rss:.0f} MB")
     finally:

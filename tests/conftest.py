@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -48,11 +49,13 @@ class ServerThread:
     """uvicorn in a background thread, so tests speak real HTTP to the real app."""
 
     def __init__(self, app, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
         self.url = f"http://127.0.0.1:{port}"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started:
@@ -70,6 +73,8 @@ class ServerThread:
 def gateway(demo_config: Config, router: EmbeddedRouter) -> Iterator[httpx.Client]:
     service = RoutingService(demo_config, router)
     service.prepare()
-    with ServerThread(create_app(service), free_port()) as server:
-        with httpx.Client(base_url=server.url, timeout=10) as client:
-            yield client
+    with (
+        ServerThread(create_app(service), free_port()) as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        yield client

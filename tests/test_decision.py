@@ -62,7 +62,13 @@ def test_no_route_answers_the_requests_model_or_the_default(
 
 
 def test_inline_preferences_replace_the_configured_routes(service: RoutingService) -> None:
-    prefs = [{"name": "translate", "description": "translating text between languages", "models": ["x/y"]}]
+    prefs = [
+        {
+            "name": "translate",
+            "description": "translating text between languages",
+            "models": ["x/y"],
+        }
+    ]
     decision = service.decide(request("Translate 'good morning' into Italian", prefs=prefs))
     assert (decision.route, decision.models) == ("translate", ["x/y"])
 
@@ -71,12 +77,17 @@ def test_inline_preferences_replace_the_configured_routes(service: RoutingServic
     "prefs",
     [
         [{"name": "a", "description": "d", "models": []}],
-        [{"name": "a", "description": "d", "models": ["m"]}, {"name": "a", "description": "e", "models": ["m"]}],
+        [
+            {"name": "a", "description": "d", "models": ["m"]},
+            {"name": "a", "description": "e", "models": ["m"]},
+        ],
         ["not an object"],
         [{"description": "no name", "models": ["m"]}],
     ],
 )
-def test_invalid_inline_preferences_are_a_request_error(service: RoutingService, prefs: list) -> None:
+def test_invalid_inline_preferences_are_a_request_error(
+    service: RoutingService, prefs: list
+) -> None:
     with pytest.raises(RequestError) as caught:
         service.decide(request("hi", prefs=prefs))
     assert caught.value.status == 400

@@ -21,10 +21,19 @@ class Route:
 
 
 TASK_ROUTES = [
-    Route("code_generation", "generating new code, writing functions, scripts or classes, or creating boilerplate"),
-    Route("math", "solving math problems, equations, calculations, probability or statistics questions"),
+    Route(
+        "code_generation",
+        "generating new code, writing functions, scripts or classes, or creating boilerplate",
+    ),
+    Route(
+        "math",
+        "solving math problems, equations, calculations, probability or statistics questions",
+    ),
     Route("translation", "translating text between languages"),
-    Route("summarization", "summarizing articles, documents, meeting notes or long text into key points"),
+    Route(
+        "summarization",
+        "summarizing articles, documents, meeting notes or long text into key points",
+    ),
 ]
 
 
@@ -45,7 +54,10 @@ def conversation(*texts: str) -> list[Turn]:
         ("Solve 3x + 7 = 22 for x", "math"),
         ("What's the probability of rolling two sixes with two dice?", "math"),
         ("Translate 'where is the train station' into Spanish", "translation"),
-        ("Summarize these meeting notes into three key points: we agreed to ship on Friday", "summarization"),
+        (
+            "Summarize these meeting notes into three key points: we agreed to ship on Friday",
+            "summarization",
+        ),
     ],
 )
 def test_routes_clear_requests(router: EmbeddedRouter, text: str, expected: str) -> None:
@@ -59,9 +71,14 @@ def test_chit_chat_gets_no_route(router: EmbeddedRouter, text: str) -> None:
     assert result.reason
 
 
-def test_the_seed_demo_config_routes_its_prompts(router: EmbeddedRouter, demo_config: Config) -> None:
+def test_the_seed_demo_config_routes_its_prompts(
+    router: EmbeddedRouter, demo_config: Config
+) -> None:
     routes = demo_config.routing_preferences
-    assert router.classify(user("Write a quicksort implementation in Go"), routes).route == "code_generation"
+    assert (
+        router.classify(user("Write a quicksort implementation in Go"), routes).route
+        == "code_generation"
+    )
     analysis = "Analyze the trade-offs between microservices and monolithic architecture"
     assert router.classify(user(analysis), routes).route == "complex_reasoning"
     assert router.classify(user("What is the capital of France?"), routes).route is None
@@ -92,8 +109,12 @@ def test_thanks_after_a_task_is_no_route(router: EmbeddedRouter) -> None:
 
 
 def test_the_ask_around_pasted_text_decides(router: EmbeddedRouter) -> None:
-    article = " ".join(["The city council met on Tuesday to discuss the new bike lanes downtown."] * 6)
-    result = router.classify(user(f"Summarize this article in two sentences:\n\n{article}"), TASK_ROUTES)
+    article = " ".join(
+        ["The city council met on Tuesday to discuss the new bike lanes downtown."] * 6
+    )
+    result = router.classify(
+        user(f"Summarize this article in two sentences:\n\n{article}"), TASK_ROUTES
+    )
     assert result.route == "summarization"
 
 
@@ -117,17 +138,30 @@ def test_examples_sharpen_a_route(router: EmbeddedRouter) -> None:
     ]
     query = user("What's the weather going to be like in Paris tomorrow?")
     sharpened = [
-        Route("alpha", "things of the first kind", ["will it rain in London today?", "weather forecast for Berlin"]),
+        Route(
+            "alpha",
+            "things of the first kind",
+            ["will it rain in London today?", "weather forecast for Berlin"],
+        ),
         Route("beta", "things of the second kind", ["play some jazz", "next song please"]),
     ]
     before = router.classify(query, vague)
     after = router.classify(query, sharpened)
     assert after.route == "alpha"
-    assert after.scores["alpha"] - after.scores["beta"] > before.scores["alpha"] - before.scores["beta"]
+    assert (
+        after.scores["alpha"] - after.scores["beta"]
+        > before.scores["alpha"] - before.scores["beta"]
+    )
 
 
 def test_a_small_talk_route_claims_greetings(router: EmbeddedRouter) -> None:
-    routes = [*TASK_ROUTES, Route("small_talk", "small talk: greetings, thanks, goodbyes, jokes, questions about the assistant")]
+    routes = [
+        *TASK_ROUTES,
+        Route(
+            "small_talk",
+            "small talk: greetings, thanks, goodbyes, jokes, questions about the assistant",
+        ),
+    ]
     assert router.classify(user("hello"), routes).route == "small_talk"
     assert router.classify(user("Solve 3x + 7 = 22"), routes).route == "math"
 
@@ -138,8 +172,13 @@ def test_scores_cover_every_route(router: EmbeddedRouter) -> None:
     assert max(result.scores, key=result.scores.__getitem__) == "math"
 
 
-def test_route_sets_are_indexed_once_and_cached_by_content(router: EmbeddedRouter, monkeypatch) -> None:
-    routes = [Route("cache_probe", "writing haiku about autumn leaves"), Route("other", "tax questions")]
+def test_route_sets_are_indexed_once_and_cached_by_content(
+    router: EmbeddedRouter, monkeypatch
+) -> None:
+    routes = [
+        Route("cache_probe", "writing haiku about autumn leaves"),
+        Route("other", "tax questions"),
+    ]
     router.prepare(routes)
     calls = []
     monkeypatch.setattr(router, "_build_index", lambda r: calls.append(r))

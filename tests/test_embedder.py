@@ -12,7 +12,9 @@ from turnout.routing.embedder import Embedder, EmbedderError
 
 
 def test_vectors_are_normalised_and_similar_texts_are_close(embedder: Embedder) -> None:
-    vectors = embedder.embed(["Write a Python function", "Write a function in Python", "I love pizza"])
+    vectors = embedder.embed(
+        ["Write a Python function", "Write a function in Python", "I love pizza"]
+    )
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > 0.8 > vectors[0] @ vectors[2]
@@ -35,5 +37,3 @@ def test_a_model_file_with_the_wrong_checksum_is_refused(tmp_path: Path, monkeyp
     monkeypatch.setattr(embedder_module, "model_path", lambda: fake)
     with pytest.raises(EmbedderError, match="sha256"):
         Embedder()
-
-

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SHARED_SUITES
 from turnout.routing.conversation import Turn
 from turnout.routing.evaluation import (
     Case,
@@ -16,7 +17,6 @@ from turnout.routing.evaluation import (
     load_suite,
     metrics,
 )
-from tests.conftest import SHARED_SUITES
 
 ROUTES_YAML = """
 version: v0.4.0
@@ -33,8 +33,14 @@ routing_preferences:
 """
 
 
-def outcome(expected: str | None, predicted: str | None, top: str | None = None, score: float = 0.5,
-            turns: int = 1, latency: float = 1.0) -> Outcome:
+def outcome(
+    expected: str | None,
+    predicted: str | None,
+    top: str | None = None,
+    score: float = 0.5,
+    turns: int = 1,
+    latency: float = 1.0,
+) -> Outcome:
     case_turns = tuple(Turn("user", f"t{i}") for i in range(turns))
     return Outcome(Case("c", case_turns, expected), predicted, top or predicted, score, latency)
 

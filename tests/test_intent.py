@@ -26,5 +26,7 @@ def test_a_plain_short_request_has_no_separate_instruction() -> None:
 def test_follow_ups_are_short_turns_after_earlier_ones() -> None:
     assert is_follow_up(["Write a poem about the sea", "make it shorter"])
     assert not is_follow_up(["make it shorter"])
-    long_turn = "Write a completely different program that parses CSV files and prints totals per column"
+    long_turn = (
+        "Write a completely different program that parses CSV files and prints totals per column"
+    )
     assert not is_follow_up(["Write a poem", long_turn])

@@ -33,7 +33,9 @@ def test_the_shipped_vectors_are_current_and_match_the_model(embedder: Embedder)
 
 
 def test_stale_vectors_are_recomputed(embedder: Embedder, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(library, "library_text", lambda: (["travel"], [["book a flight", "find a hotel"]]))
+    monkeypatch.setattr(
+        library, "library_text", lambda: (["travel"], [["book a flight", "find a hotel"]])
+    )
     monkeypatch.setattr(library, "vectors_path", lambda: tmp_path / "missing.npz")
     loaded = library.load_library(embedder)
     assert loaded.topic_vectors.shape == (1, 384)
@@ -50,7 +52,9 @@ def test_a_route_borrows_the_requests_of_its_topic(router: EmbeddedRouter) -> No
     own = [len(route_texts(r.name, r.description, [])) for r in routes]
     assert all(count > own_count for count, own_count in zip(index.counts, own))
     topics, _ = library.library_text()
-    translation_topic = next(i for i, topic in enumerate(topics) if topic.lower().startswith("translat"))
+    translation_topic = next(
+        i for i, topic in enumerate(topics) if topic.lower().startswith("translat")
+    )
     lent = router._library.request_vectors[router._library.owner == translation_topic]
     translation_rows = index.evidence[: index.counts[0]]
     assert all((translation_rows @ vector).max() > 0.999 for vector in lent)

@@ -6,7 +6,9 @@ import httpx
 import pytest
 
 CODE_PROMPT = "Write a Python function that implements binary search on a sorted array"
-REASONING_PROMPT = "Analyze the trade-offs between microservices and a monolith for a small startup, step by step"
+REASONING_PROMPT = (
+    "Analyze the trade-offs between microservices and a monolith for a small startup, step by step"
+)
 
 
 def chat(text: str, **extra: object) -> dict:
@@ -43,7 +45,9 @@ def test_messages_endpoint_reads_anthropic_system_and_blocks(gateway: httpx.Clie
         [{"role": "user", "content": [{"type": "input_text", "text": CODE_PROMPT}]}],
     ],
 )
-def test_responses_endpoint_accepts_string_and_item_input(gateway: httpx.Client, input_value: object) -> None:
+def test_responses_endpoint_accepts_string_and_item_input(
+    gateway: httpx.Client, input_value: object
+) -> None:
     body = {"model": "openai/gpt-4o", "instructions": "Be brief.", "input": input_value}
     response = gateway.post("/routing/v1/responses", json=body)
     assert response.status_code == 200
@@ -51,7 +55,9 @@ def test_responses_endpoint_accepts_string_and_item_input(gateway: httpx.Client,
 
 
 def test_no_route_answers_the_requests_own_model(gateway: httpx.Client) -> None:
-    response = gateway.post("/routing/v1/chat/completions", json={**chat("hi there!"), "model": "openai/gpt-4o"})
+    response = gateway.post(
+        "/routing/v1/chat/completions", json={**chat("hi there!"), "model": "openai/gpt-4o"}
+    )
     assert response.json()["route"] is None
     assert response.json()["models"] == ["openai/gpt-4o"]
 
@@ -64,8 +70,16 @@ def test_no_route_with_an_unknown_model_answers_the_default(gateway: httpx.Clien
 
 def test_inline_routing_preferences_replace_the_configured_routes(gateway: httpx.Client) -> None:
     prefs = [
-        {"name": "translation", "description": "translating text between languages", "models": ["openai/gpt-4o"]},
-        {"name": "code", "description": "writing new code", "models": ["anthropic/claude-sonnet-4-20250514"]},
+        {
+            "name": "translation",
+            "description": "translating text between languages",
+            "models": ["openai/gpt-4o"],
+        },
+        {
+            "name": "code",
+            "description": "writing new code",
+            "models": ["anthropic/claude-sonnet-4-20250514"],
+        },
     ]
     body = chat("Translate 'the meeting moved to Monday' into German", routing_preferences=prefs)
     response = gateway.post("/routing/v1/chat/completions", json=body)
@@ -90,9 +104,13 @@ def test_traceparent_is_continued(gateway: httpx.Client) -> None:
     assert response.json()["trace_id"] == trace_id
 
 
-@pytest.mark.parametrize("header", ["garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"])
+@pytest.mark.parametrize(
+    "header", ["garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"]
+)
 def test_invalid_traceparent_starts_a_new_trace(gateway: httpx.Client, header: str) -> None:
-    response = gateway.post("/routing/v1/chat/completions", json=chat(CODE_PROMPT), headers={"traceparent": header})
+    response = gateway.post(
+        "/routing/v1/chat/completions", json=chat(CODE_PROMPT), headers={"traceparent": header}
+    )
     trace_id = response.json()["trace_id"]
     assert len(trace_id) == 32 and trace_id != "0" * 32
 
@@ -112,7 +130,9 @@ def test_without_explain_the_body_is_exactly_the_decision(gateway: httpx.Client)
 
 def test_routing_preferences_are_not_treated_as_conversation(gateway: httpx.Client) -> None:
     prefs = [{"name": "code", "description": "writing new code", "models": ["openai/gpt-4o"]}]
-    response = gateway.post("/routing/v1/chat/completions", json=chat("hello!", routing_preferences=prefs))
+    response = gateway.post(
+        "/routing/v1/chat/completions", json=chat("hello!", routing_preferences=prefs)
+    )
     assert response.json()["route"] is None
 
 
@@ -144,7 +164,9 @@ def assert_envelope(response: httpx.Response, status: int) -> dict:
 
 @pytest.mark.parametrize("path", ALL_PATHS)
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"text"', b"\xff\xfe", b"null"])
-def test_malformed_bodies_are_400_in_the_apis_envelope(gateway: httpx.Client, path: str, raw: bytes) -> None:
+def test_malformed_bodies_are_400_in_the_apis_envelope(
+    gateway: httpx.Client, path: str, raw: bytes
+) -> None:
     response = gateway.post(path, content=raw, headers={"content-type": "application/json"})
     error = assert_envelope(response, 400)
     assert error["type"] == "invalid_request_error"

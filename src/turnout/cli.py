@@ -143,11 +143,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from turnout.routing.embedder import Embedder
 
     try:
-        suites = [evaluation.load_suite(Path(d), Path(args.config) if args.config else None) for d in args.suites]
+        suites = [
+            evaluation.load_suite(Path(d), Path(args.config) if args.config else None)
+            for d in args.suites
+        ]
     except evaluation.SuiteError as exc:
         return _fail(str(exc))
     embedder = Embedder(args.threads)
-    routers = [EmbeddedRouter(embedder)]
+    routers: list[evaluation.Classifier] = [EmbeddedRouter(embedder)]
     if not args.no_baseline:
         routers.append(DescriptionCosineRouter(embedder))
     results = report.run(routers, suites, show_progress=not args.json)
@@ -192,14 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     route = commands.add_parser("route", help="print the routing decision for a conversation")
     route.add_argument("config")
     route.add_argument("text", nargs="?", help="one user message")
-    route.add_argument("--messages", help="a JSON file: a list of {role, content} or a chat request body")
+    route.add_argument(
+        "--messages", help="a JSON file: a list of {role, content} or a chat request body"
+    )
     route.set_defaults(handler=cmd_route)
 
     evaluate = commands.add_parser("eval", help="measure routers on labelled suites")
     evaluate.add_argument("suites", nargs="+", metavar="SUITE_DIR")
     evaluate.add_argument("--config", help="use this config's routes instead of each suite's")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
-    evaluate.add_argument("--no-baseline", action="store_true", help="skip the description-cosine baseline")
+    evaluate.add_argument(
+        "--no-baseline", action="store_true", help="skip the description-cosine baseline"
+    )
     evaluate.add_argument("--threads", type=int, default=1)
     evaluate.set_defaults(handler=cmd_eval)
     return parser

@@ -27,6 +27,3 @@ class RoutingRequest:
     model: str | None
     turns: tuple[Turn, ...]
     routing_preferences: list[Any] | None = field(default=None)
-
-    def user_turns(self) -> list[str]:
-        return [turn.text for turn in self.turns if turn.role == "user" and turn.text.strip()]

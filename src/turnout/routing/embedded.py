@@ -107,7 +107,9 @@ class EmbeddedRouter:
         if reason:
             return Classification(None, by_name, reason)
         lift = float(scores[best] - index.background_mean[best])
-        return Classification(index.names[best], by_name, f"best route, {lift:.3f} over its background")
+        return Classification(
+            index.names[best], by_name, f"best route, {lift:.3f} over its background"
+        )
 
     def _query(self, user_texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The latest turn's vector, and that vector blended with context when it is a follow-up."""
@@ -157,8 +159,10 @@ class EmbeddedRouter:
         borrowed = _borrowed_topics(lifts)
         library = self._library
         for route, topics in borrowed.items():
-            groups[route] = np.vstack([groups[route], library.request_vectors[library.requests_of(topics)]])
-        lent = library.requests_of(np.array([t for topics in borrowed.values() for t in topics], dtype=int))
+            groups[route] = np.vstack(
+                [groups[route], library.request_vectors[library.requests_of(topics)]]
+            )
+        lent = library.requests_of([t for topics in borrowed.values() for t in topics])
         return replace(
             _make_index(names, groups, chit_chat),
             background_mean=background,
@@ -171,7 +175,9 @@ class EmbeddedRouter:
         return _LibraryLifts(
             requests=requests,
             topics=_all_scores(index, library.topic_vectors) - background,
-            topic_requests=np.array([requests[library.owner == t].mean(axis=0) for t in range(len(library.topics))]),
+            topic_requests=np.array(
+                [requests[library.owner == t].mean(axis=0) for t in range(len(library.topics))]
+            ),
         )
 
     def _claim_chit_chat(self, groups: list[np.ndarray]) -> dict[int, list[int]]:
@@ -248,7 +254,9 @@ def _no_route_reason(
     return None
 
 
-def _make_index(names: tuple[str, ...], groups: list[np.ndarray], chit_chat: np.ndarray) -> _RouteIndex:
+def _make_index(
+    names: tuple[str, ...], groups: list[np.ndarray], chit_chat: np.ndarray
+) -> _RouteIndex:
     counts = np.array([len(group) for group in groups])
     return _RouteIndex(
         names=names,

@@ -28,7 +28,9 @@ class Classifier(Protocol):
 
     def prepare(self, routes: Sequence[RoutingPreference]) -> None: ...
 
-    def classify(self, turns: Sequence[Turn], routes: Sequence[RoutingPreference]) -> Classification: ...
+    def classify(
+        self, turns: Sequence[Turn], routes: Sequence[RoutingPreference]
+    ) -> Classification: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,11 @@ def load_suite(folder: Path, routes_config: Path | None = None) -> Suite:
         lines = cases_path.read_text("utf-8").splitlines()
     except OSError as exc:
         raise SuiteError(f"{cases_path}: {exc.strerror}") from exc
-    cases = [_parse_case(line, f"{cases_path}:{n}", names) for n, line in enumerate(lines, 1) if line.strip()]
+    cases = [
+        _parse_case(line, f"{cases_path}:{n}", names)
+        for n, line in enumerate(lines, 1)
+        if line.strip()
+    ]
     if not cases:
         raise SuiteError(f"{cases_path}: no cases")
     return Suite(folder.name, config.routing_preferences, cases)
@@ -143,17 +149,21 @@ def metrics(outcomes: Sequence[Outcome], route_names: Iterable[str]) -> dict[str
     return {
         "cases": total,
         "accuracy": _ratio(correct, total),
-        "in_scope_top1": _ratio(sum(o.top_route == o.case.expected for o in in_scope), len(in_scope)),
-        "in_scope_accuracy": _ratio(sum(o.predicted == o.case.expected for o in in_scope), len(in_scope)),
+        "in_scope_top1": _ratio(
+            sum(o.top_route == o.case.expected for o in in_scope), len(in_scope)
+        ),
+        "in_scope_accuracy": _ratio(
+            sum(o.predicted == o.case.expected for o in in_scope), len(in_scope)
+        ),
         "no_route_precision": per_route[NO_ROUTE]["precision"],
         "no_route_recall": per_route[NO_ROUTE]["recall"],
-        "multi_turn_accuracy": _ratio(sum(o.predicted == o.case.expected for o in multi_turn), len(multi_turn)),
+        "multi_turn_accuracy": _ratio(
+            sum(o.predicted == o.case.expected for o in multi_turn), len(multi_turn)
+        ),
         "multi_turn_cases": len(multi_turn),
         "per_route": per_route,
         "confusion": [
             {"expected": e, "predicted": p, "count": n} for (e, p), n in sorted(confusion.items())
         ],
-        "latency_ms": {
-            f"p{q}": round(float(np.percentile(latencies, q)), 3) for q in (50, 95, 99)
-        },
+        "latency_ms": {f"p{q}": round(float(np.percentile(latencies, q)), 3) for q in (50, 95, 99)},
     }

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-_SPLIT = re.compile(r"\s*(?:[,;:()]|\band\b|\bor\b|\betc\b\.?|\be\.g\.|\bsuch as\b|\bincluding\b)\s*")
+_SPLIT = re.compile(
+    r"\s*(?:[,;:()]|\band\b|\bor\b|\betc\b\.?|\be\.g\.|\bsuch as\b|\bincluding\b)\s*"
+)
 _TEMPLATES = ("help me with {}", "I need {}", "can you do {} for me")
 _MIN_PHRASE_CHARS = 3
 

@@ -7,7 +7,7 @@ import re
 FOLLOW_UP_MAX_WORDS = 8
 _MIN_PASTED_CHARS = 120
 _MAX_INSTRUCTION_CHARS = 200
-_LEADING_INSTRUCTION = re.compile(r"(.{8,200}?[:?])\s", re.S)
+_LEADING_INSTRUCTION = re.compile(r"(.{8,200}?[:?])\s", re.DOTALL)
 
 
 def is_follow_up(user_texts: list[str]) -> bool:

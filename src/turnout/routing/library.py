@@ -11,6 +11,7 @@ text and the model checksum; a stale file is detected and the vectors recomputed
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from importlib.resources import files
@@ -31,13 +32,15 @@ class RequestLibrary:
     request_vectors: np.ndarray  # (requests, dim)
     owner: np.ndarray  # topic index of each request
 
-    def requests_of(self, topics: np.ndarray) -> np.ndarray:
+    def requests_of(self, topics: Sequence[int] | np.ndarray) -> np.ndarray:
         """Boolean mask of the requests that belong to any of `topics`."""
         return np.isin(self.owner, topics)
 
 
 def library_text() -> tuple[list[str], list[list[str]]]:
-    raw = yaml.safe_load(files("turnout.routing").joinpath("data/request_library.yaml").read_text("utf-8"))
+    raw = yaml.safe_load(
+        files("turnout.routing").joinpath("data/request_library.yaml").read_text("utf-8")
+    )
     return [t["topic"] for t in raw["topics"]], [list(t["requests"]) for t in raw["topics"]]
 
 
@@ -54,7 +57,9 @@ def vectors_path() -> Path:
     return Path(str(files("turnout.routing").joinpath("data/request_library.npz")))
 
 
-def _embed(embedder: Embedder, topics: list[str], requests: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+def _embed(
+    embedder: Embedder, topics: list[str], requests: list[list[str]]
+) -> tuple[np.ndarray, np.ndarray]:
     flat = [request for group in requests for request in group]
     return embedder.embed(topics), embedder.embed(flat)
 

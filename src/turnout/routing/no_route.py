@@ -24,7 +24,9 @@ class NoRouteEvidence:
 
 
 def load_no_route_evidence(embedder: Embedder) -> NoRouteEvidence:
-    lines = yaml.safe_load(files("turnout.routing").joinpath("data/no_route.yaml").read_text("utf-8"))
+    lines = yaml.safe_load(
+        files("turnout.routing").joinpath("data/no_route.yaml").read_text("utf-8")
+    )
     return NoRouteEvidence(
         chit_chat=embedder.embed(lines["chit_chat"]),
         background=embedder.embed(lines["background"]),

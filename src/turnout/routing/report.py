@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from rich.console import Console
@@ -11,16 +12,25 @@ from rich.progress import Progress
 from rich.table import Table
 
 from turnout.routing.baseline import DescriptionCosineRouter
-from turnout.routing.evaluation import NO_ROUTE, Classifier, Suite, at_best_threshold, metrics, run_suite
+from turnout.routing.evaluation import (
+    NO_ROUTE,
+    Classifier,
+    Suite,
+    at_best_threshold,
+    metrics,
+    run_suite,
+)
 
 
-def run(routers: Sequence[Classifier], suites: Sequence[Suite], show_progress: bool) -> list[dict[str, Any]]:
+def run(
+    routers: Sequence[Classifier], suites: Sequence[Suite], show_progress: bool
+) -> list[dict[str, Any]]:
     results = []
     with Progress(disable=not show_progress, transient=True) as progress:
         for suite in suites:
             for router in routers:
                 task = progress.add_task(f"{suite.name} · {router.kind}", total=len(suite.cases))
-                outcomes = run_suite(router, suite, lambda: progress.advance(task))
+                outcomes = run_suite(router, suite, partial(progress.advance, task))
                 result: dict[str, Any] = {"suite": suite.name, "router": router.kind}
                 if isinstance(router, DescriptionCosineRouter):
                     outcomes, threshold = at_best_threshold(outcomes)
@@ -46,14 +56,30 @@ def _pct(value: float | None) -> str:
 def print_results(results: Sequence[dict[str, Any]], console: Console | None = None) -> None:
     console = console or Console()
     summary = Table(title="routing accuracy")
-    for column in ("suite", "router", "cases", "accuracy", "in-scope top-1", "no-route P", "no-route R",
-                   "multi-turn", "p50 ms", "p95 ms", "p99 ms"):
+    for column in (
+        "suite",
+        "router",
+        "cases",
+        "accuracy",
+        "in-scope top-1",
+        "no-route P",
+        "no-route R",
+        "multi-turn",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+    ):
         summary.add_column(column, justify="left" if column in ("suite", "router") else "right")
     for r in results:
         router = r["router"] + _threshold_note(r)
         summary.add_row(
-            r["suite"], router, str(r["cases"]), _pct(r["accuracy"]), _pct(r["in_scope_top1"]),
-            _pct(r["no_route_precision"]), _pct(r["no_route_recall"]),
+            r["suite"],
+            router,
+            str(r["cases"]),
+            _pct(r["accuracy"]),
+            _pct(r["in_scope_top1"]),
+            _pct(r["no_route_precision"]),
+            _pct(r["no_route_recall"]),
             f"{_pct(r['multi_turn_accuracy'])} of {r['multi_turn_cases']}",
             *(f"{r['latency_ms'][p]:.1f}" for p in ("p50", "p95", "p99")),
         )

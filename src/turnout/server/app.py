@@ -44,7 +44,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    return _error_response(request.url.path, RequestError(message, status=exc.status_code, kind=kind))
+    return _error_response(
+        request.url.path, RequestError(message, status=exc.status_code, kind=kind)
+    )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -17,7 +17,11 @@ _EXPLAIN_VALUES = {"1", "true", "yes"}
 
 
 def decision_body(decision: Decision, trace_id: str, explain: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {"models": decision.models, "route": decision.route, "trace_id": trace_id}
+    body: dict[str, Any] = {
+        "models": decision.models,
+        "route": decision.route,
+        "trace_id": trace_id,
+    }
     if explain:
         body.update(
             router=decision.router,

@@ -16,6 +16,10 @@ def trace_id_from(traceparent: str | None) -> str:
         match = _TRACEPARENT.match(traceparent.strip().lower())
         if match:
             version, trace_id, parent_id, _flags = match.groups()
-            if version != "ff" and trace_id != _INVALID_TRACE_ID and parent_id != _INVALID_PARENT_ID:
+            if (
+                version != "ff"
+                and trace_id != _INVALID_TRACE_ID
+                and parent_id != _INVALID_PARENT_ID
+            ):
                 return trace_id
     return secrets.token_hex(16)
