@@ -66,6 +66,9 @@ def in_process(n: int) -> None:
             f"  {key}: decision {decide[key]:.2f} ms, bare embedding {embed[key]:.2f} ms, "
             f"ratio {decide[key] / embed[key]:.2f}"
         )
+    huge = RoutingRequest(None, (Turn("user", "Summarize this:\n" + "word " * 1_600_000),))
+    largest = percentiles(timed(lambda i: service.decide(huge), 10))
+    print(f"  an 8 MB message, p50: {largest['p50']:.2f} ms")
 
 
 def free_port() -> int:

@@ -92,3 +92,14 @@ def test_invalid_inline_preferences_are_a_request_error(
         service.decide(request("hi", prefs=prefs))
     assert caught.value.status == 400
     assert caught.value.param and caught.value.param.startswith("routing_preferences")
+
+
+def test_inline_preferences_are_bounded_so_one_body_cannot_stall_the_router(
+    service: RoutingService,
+) -> None:
+    many_routes = [{"name": f"r{i}", "description": "d", "models": ["m"]} for i in range(65)]
+    with pytest.raises(RequestError, match="at most 64 routes"):
+        service.decide(request("hi", prefs=many_routes))
+    many_examples = [{"name": "r", "description": "d", "models": ["m"], "examples": ["e"] * 1001}]
+    with pytest.raises(RequestError, match="at most 1000 examples"):
+        service.decide(request("hi", prefs=many_examples))

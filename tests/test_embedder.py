@@ -37,3 +37,10 @@ def test_a_model_file_with_the_wrong_checksum_is_refused(tmp_path: Path, monkeyp
     monkeypatch.setattr(embedder_module, "model_path", lambda: fake)
     with pytest.raises(EmbedderError, match="sha256"):
         Embedder()
+
+
+def test_text_past_the_token_window_does_not_change_the_vector(embedder: Embedder) -> None:
+    """Only the first 256 tokens count; the embedder clips the text before tokenising it."""
+    head = "please summarise the following report about quarterly revenue. " * 40
+    vectors = embedder.embed([head, head + "completely unrelated tail words " * 10_000])
+    assert np.allclose(vectors[0], vectors[1], atol=1e-5)

