@@ -13,10 +13,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from turnout import __version__
 from turnout.config import Config, ConfigError, load_config
 from turnout.routing.conversation import RoutingRequest, Turn
+
+if TYPE_CHECKING:
+    from turnout.routing.decision import RoutingService
 
 logger = logging.getLogger("turnout")
 
@@ -33,7 +37,7 @@ def _load(path: str) -> Config:
     return config
 
 
-def _routing_service(config: Config):
+def _routing_service(config: Config) -> RoutingService:
     from turnout.routing.decision import RoutingService
     from turnout.routing.embedded import EmbeddedRouter
     from turnout.routing.embedder import Embedder
