@@ -148,13 +148,11 @@ class EmbeddedRouter:
         groups = [vectors[bounds[i] : bounds[i + 1]] for i in range(len(routes))]
         chit_chat = self._no_route.chit_chat
         claimed = self._claim_chit_chat(groups)
-        for route, lines in claimed.items():
-            groups[route] = np.vstack([groups[route], chit_chat[lines]])
-        taken = [line for lines in claimed.values() for line in lines]
-        chit_chat = np.delete(chit_chat, taken, axis=0)
+        groups = [np.vstack([group, chit_chat[claimed == r]]) for r, group in enumerate(groups)]
+        chit_chat = chit_chat[claimed < 0]
 
         zero_shot = _make_index(names, groups, chit_chat)
-        background = _mean_scores(zero_shot, self._no_route.background)
+        background = _pooled_scores(zero_shot, self._no_route.background).mean(axis=0)
         lifts = self._library_lifts(zero_shot, background)
         borrowed = _borrowed_topics(lifts)
         library = self._library
@@ -171,39 +169,31 @@ class EmbeddedRouter:
 
     def _library_lifts(self, index: _RouteIndex, background: np.ndarray) -> _LibraryLifts:
         library = self._library
-        requests = _all_scores(index, library.request_vectors) - background
+        requests = _pooled_scores(index, library.request_vectors) - background
         return _LibraryLifts(
             requests=requests,
-            topics=_all_scores(index, library.topic_vectors) - background,
+            topics=_pooled_scores(index, library.topic_vectors) - background,
             topic_requests=np.array(
                 [requests[library.owner == t].mean(axis=0) for t in range(len(library.topics))]
             ),
         )
 
-    def _claim_chit_chat(self, groups: list[np.ndarray]) -> dict[int, list[int]]:
-        """Chit-chat lines a route itself covers (a small-talk route's, say), grown to a fixed point.
+    def _claim_chit_chat(self, groups: list[np.ndarray]) -> np.ndarray:
+        """The route that claims each chit-chat line (-1: none), grown to a fixed point.
 
         A line is claimed when its best route's evidence, including lines already claimed, is
         as close to it as CHIT_CHAT_CLAIM_SCORE; so "hello" claimed through "greetings" brings
         "good morning" along, while routes about tasks claim nothing.
         """
         chit_chat = self._no_route.chit_chat
-        claimed: dict[int, list[int]] = {}
+        claimed = np.full(len(chit_chat), -1)
         while True:
-            grown = [np.vstack([g, chit_chat[claimed.get(r, [])]]) for r, g in enumerate(groups)]
-            index = _make_index(("",) * len(groups), grown, chit_chat)
-            taken = {line for lines in claimed.values() for line in lines}
-            new = False
-            for line, vector in enumerate(chit_chat):
-                if line in taken:
-                    continue
-                scores = _pooled_scores(index, vector)
-                best = int(np.argmax(scores))
-                if scores[best] >= CHIT_CHAT_CLAIM_SCORE:
-                    claimed.setdefault(best, []).append(line)
-                    new = True
-            if not new:
+            grown = [np.vstack([g, chit_chat[claimed == r]]) for r, g in enumerate(groups)]
+            scores = _pooled_scores(_make_index(("",) * len(groups), grown, chit_chat), chit_chat)
+            new = (claimed < 0) & (scores.max(axis=1) >= CHIT_CHAT_CLAIM_SCORE)
+            if not new.any():
                 return claimed
+            claimed[new] = scores[new].argmax(axis=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,19 +264,15 @@ def _normalised(vector: np.ndarray) -> np.ndarray:
 
 
 def _soft_max(sims: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per-group log-mean-exp: near the group's best match, but steadier than a hard maximum."""
-    peak = float(sims.max())
+    """Per-group log-mean-exp along the last axis: near the group's best match, but steadier.
+
+    Works on one query's similarities (texts,) or on many at once (queries, texts).
+    """
+    peak = sims.max(axis=-1, keepdims=True)
     weights = np.exp((sims - peak) / SOFTMAX_TEMPERATURE)
-    return peak + SOFTMAX_TEMPERATURE * np.log(np.add.reduceat(weights, starts) / counts)
+    return peak + SOFTMAX_TEMPERATURE * np.log(np.add.reduceat(weights, starts, axis=-1) / counts)
 
 
-def _pooled_scores(index: _RouteIndex, query: np.ndarray) -> np.ndarray:
-    return _soft_max(index.evidence @ query, index.starts, index.counts)
-
-
-def _all_scores(index: _RouteIndex, queries: np.ndarray) -> np.ndarray:
-    return np.array([_pooled_scores(index, query) for query in queries])
-
-
-def _mean_scores(index: _RouteIndex, queries: np.ndarray) -> np.ndarray:
-    return _all_scores(index, queries).mean(axis=0)
+def _pooled_scores(index: _RouteIndex, queries: np.ndarray) -> np.ndarray:
+    """Each route's score for one query (routes,) or for many (queries, routes)."""
+    return _soft_max(queries @ index.evidence.T, index.starts, index.counts)
