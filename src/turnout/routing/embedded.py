@@ -97,9 +97,10 @@ class EmbeddedRouter:
             return Classification(None, {}, "no user text to classify")
         index = self._index(routes)
         latest, blended = self._query(user_texts)
-        latest_scores = _pooled_scores(index, latest)
+        latest_scores = scores = _pooled_scores(index, latest)
         own_lift = float(np.max(latest_scores - index.background_mean))
-        scores = latest_scores if own_lift >= FOLLOW_UP_OWN_LIFT else _pooled_scores(index, blended)
+        if blended is not None and own_lift < FOLLOW_UP_OWN_LIFT:
+            scores = _pooled_scores(index, blended)
         best = int(np.argmax(scores))
         by_name = {name: round(float(s), 4) for name, s in zip(index.names, scores)}
         latest_score = float(latest_scores[best])
@@ -111,8 +112,8 @@ class EmbeddedRouter:
             index.names[best], by_name, f"best route, {lift:.3f} over its background"
         )
 
-    def _query(self, user_texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The latest turn's vector, and that vector blended with context when it is a follow-up."""
+    def _query(self, user_texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The latest turn's vector, and for a follow-up that vector blended with the previous turn."""
         latest_text = user_texts[-1]
         texts = [latest_text]
         ask = instruction(latest_text)
@@ -124,7 +125,7 @@ class EmbeddedRouter:
         vectors = self._embedder.embed(texts)
         latest = _normalised(vectors[0] + vectors[1]) if ask else vectors[0]
         if not follow_up:
-            return latest, latest
+            return latest, None
         return latest, _normalised(latest + FOLLOW_UP_CONTEXT_WEIGHT * vectors[-1])
 
     def _index(self, routes: Sequence[RouteSpec]) -> _RouteIndex:
