@@ -8,6 +8,7 @@ description, each phrase, and the phrases set in request-like templates, plus an
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 _SPLIT = re.compile(
     r"\s*(?:[,;:()]|\band\b|\bor\b|\betc\b\.?|\be\.g\.|\bsuch as\b|\bincluding\b)\s*"
@@ -37,10 +38,11 @@ def route_texts(name: str, description: str, examples: list[str]) -> list[str]:
     return _unique([*whole, *seeds, *templated, *examples])
 
 
-def _unique(texts) -> list[str]:
-    seen: dict[str, None] = {}
+def _unique(texts: Iterable[str]) -> list[str]:
+    """Stripped, non-empty texts in first-seen order, ignoring case when comparing."""
+    kept: dict[str, str] = {}
     for text in texts:
-        key = text.strip()
-        if key and key.lower() not in {k.lower() for k in seen}:
-            seen[key] = None
-    return list(seen)
+        stripped = text.strip()
+        if stripped:
+            kept.setdefault(stripped.lower(), stripped)
+    return list(kept.values())
