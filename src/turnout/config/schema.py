@@ -201,6 +201,13 @@ Routes = Annotated[list[RoutingPreference], AfterValidator(_unique_names)]
 """A list of routes, in the config or in a request body: names must be unique."""
 
 
+class UpstreamTimeouts(Section):
+    """How long to wait for an upstream (turnout extension `model_providers[].timeouts`), seconds."""
+
+    connect: Annotated[float, Field(gt=0)] = 5.0
+    read: Annotated[float, Field(gt=0)] = 120.0  # between bytes, so also the wait for the first one
+
+
 class ModelProvider(Section):
     """One upstream model, `<provider>/<model>`; `<provider>/*` stands for every model of a provider."""
 
@@ -215,6 +222,7 @@ class ModelProvider(Section):
     passthrough_auth: bool = False
     http_host: str | None = None
     headers: dict[str, str] = {}
+    timeouts: UpstreamTimeouts = UpstreamTimeouts()  # turnout extension
     capabilities: Any = None
 
     @property
@@ -485,6 +493,12 @@ class Config(Section):
     def model_ids(self) -> list[str]:
         """Configured model ids in file order; `provider/*` wildcards are not ids."""
         return [provider.model for provider in self.model_providers if not provider.is_wildcard]
+
+    def provider_for(self, model_id: str) -> ModelProvider | None:
+        """The provider entry that serves a resolved model id: its own, else its `provider/*`."""
+        exact = next((p for p in self.model_providers if p.model == model_id), None)
+        wildcard = f"{model_id.partition('/')[0]}/*"
+        return exact or next((p for p in self.model_providers if p.model == wildcard), None)
 
     def resolve_model(self, name: str) -> str | None:
         """The configured `provider/model` a client's model name stands for, or None.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,11 +15,18 @@ from starlette.routing import Route
 from turnout.apis import API_FORMATS, ApiFormat
 from turnout.apis.errors import RequestError
 from turnout.config import Config
+from turnout.providers.failover import Cooldowns
+from turnout.providers.upstream import UpstreamPool
 from turnout.routing.decision import RoutingService
+from turnout.server.proxy_endpoints import Proxy
 from turnout.server.routing_endpoints import route_request
 
 logger = logging.getLogger("turnout.server")
 
+PROXY_ENDPOINTS = {
+    "/v1/chat/completions": "openai_chat",
+    "/v1/messages": "anthropic_messages",
+}
 ROUTING_ENDPOINTS = {
     "/routing/v1/chat/completions": "openai_chat",
     "/routing/v1/messages": "anthropic_messages",
@@ -81,13 +90,32 @@ def create_app(service: RoutingService) -> Starlette:
 
         return endpoint
 
+    pool = UpstreamPool()
+    proxy = Proxy(service, pool, Cooldowns())
+
+    def proxy_endpoint(api: ApiFormat):
+        async def endpoint(request: Request) -> Response:
+            return await proxy.handle(request, api)
+
+        return endpoint
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await pool.aclose()
+
     routes = [
         Route(path, routing_endpoint(API_FORMATS[name]), methods=["POST"])
         for path, name in ROUTING_ENDPOINTS.items()
     ]
+    routes += [
+        Route(path, proxy_endpoint(API_FORMATS[name]), methods=["POST"])
+        for path, name in PROXY_ENDPOINTS.items()
+    ]
     routes += [Route("/healthz", healthz), Route("/v1/models", models)]
     return Starlette(
         routes=routes,
+        lifespan=lifespan,
         exception_handlers={
             RequestError: _request_error,
             HTTPException: _http_error,

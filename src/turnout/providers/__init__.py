@@ -1,0 +1,1 @@
+"""Upstream providers: who they are, how to reach and authenticate to them, and failover."""

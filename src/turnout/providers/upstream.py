@@ -1,0 +1,118 @@
+"""Turning a configured model into a request target, and the pooled HTTP clients that reach it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from turnout.config import Config
+from turnout.config.schema import ModelProvider
+from turnout.providers.registry import (
+    ANTHROPIC_VERSION,
+    AZURE_API_VERSION,
+    INTERFACES,
+    PROVIDERS,
+    Api,
+    ProviderSpec,
+)
+
+_ENDPOINTS: dict[Api, str] = {"openai_chat": "/chat/completions", "anthropic_messages": "/messages"}
+
+
+class TargetError(Exception):
+    """A candidate model that cannot be called (no key, unsupported provider); never holds secrets."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    model_id: str  # the configured `provider/model`
+    model: str  # the name the provider knows it by
+    api: Api
+    url: str
+    headers: dict[str, str]
+    timeout: httpx.Timeout
+
+
+def _spec(provider: ModelProvider) -> ProviderSpec:
+    if provider.provider_interface:
+        api = INTERFACES.get(provider.provider_interface)
+        if api is None:
+            raise TargetError(
+                f"provider_interface '{provider.provider_interface}' is not supported"
+            )
+        return ProviderSpec(api, None)
+    spec = PROVIDERS.get(provider.provider)
+    if spec is None:
+        raise TargetError(f"provider '{provider.provider}' is not supported for proxying yet")
+    return spec
+
+
+def _base_url(provider: ModelProvider, spec: ProviderSpec) -> str:
+    """A configured base URL without a path means the API's usual `/v1` root, as in Plano."""
+    if provider.base_url is None:
+        if spec.base_url is None:
+            raise TargetError(f"{provider.model} needs a base_url")
+        return spec.base_url
+    configured = str(provider.base_url).rstrip("/")
+    return configured if urlsplit(configured).path else configured + "/v1"
+
+
+def _url(provider: ModelProvider, spec: ProviderSpec, model: str) -> str:
+    base = _base_url(provider, spec)
+    if spec.auth == "api-key":  # Azure: one deployment per model, the API version in the query
+        return f"{base.removesuffix('/v1')}/openai/deployments/{model}/chat/completions?api-version={AZURE_API_VERSION}"
+    return base + _ENDPOINTS[spec.api]
+
+
+def _auth_headers(spec: ProviderSpec, key: str) -> dict[str, str]:
+    if spec.auth == "x-api-key":
+        return {"x-api-key": key}
+    if spec.auth == "api-key":
+        return {"api-key": key}
+    return {"authorization": f"Bearer {key}"}
+
+
+def target_for(config: Config, model_id: str, client_key: str | None) -> Target:
+    """How to call `model_id`; `client_key` is the caller's own credential, for passthrough_auth."""
+    provider = config.provider_for(model_id)
+    if provider is None:
+        raise TargetError(f"{model_id} is not a configured model")
+    spec = _spec(provider)
+    model = model_id.partition("/")[2]
+    key = client_key if provider.passthrough_auth else provider.access_key
+    headers = dict(provider.headers)
+    if key:
+        headers.update(_auth_headers(spec, key))
+    elif spec.base_url is not None and provider.base_url is None:
+        raise TargetError(f"no API key for {model_id}: its access_key variable is not set")
+    if spec.api == "anthropic_messages":
+        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+    if provider.http_host:
+        headers["host"] = provider.http_host
+    timeout = httpx.Timeout(provider.timeouts.read, connect=provider.timeouts.connect)
+    return Target(model_id, model, spec.api, _url(provider, spec, model), headers, timeout)
+
+
+class UpstreamPool:
+    """One pooled HTTP client per upstream origin, reused by every request to it."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def client_for(self, url: str) -> httpx.AsyncClient:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        client = self._clients.get(origin)
+        if client is None:
+            client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
+            )
+            self._clients[origin] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()

@@ -1,0 +1,328 @@
+"""The proxy end to end: official SDKs → turnout → fake providers, with routing and failover."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import openai
+import pytest
+from conftest import ServerThread, free_port
+from fakes import FakeProvider, Fault, Reply, ToolCall
+
+from turnout.config import Config, parse_config
+from turnout.routing.decision import RoutingService
+from turnout.routing.embedded import EmbeddedRouter
+from turnout.server.app import create_app
+
+KEY = "sk-upstream-secret"
+CODE_PROMPT = "Write a Python function that implements binary search on a sorted array"
+
+
+def gateway_config(openai_url: str, anthropic_url: str) -> Config:
+    return parse_config(
+        f"""
+version: v0.4.0
+model_providers:
+  - model: openai/gpt-4o-mini
+    base_url: {openai_url}
+    access_key: $KEY
+    default: true
+    timeouts: {{connect: 1, read: 1}}
+  - model: openai/gpt-4o
+    base_url: {openai_url}
+    access_key: $KEY
+    timeouts: {{connect: 1, read: 1}}
+  - model: anthropic/claude-sonnet-4-20250514
+    base_url: {anthropic_url}
+    access_key: $KEY
+  - model: anthropic/claude-haiku-4-5
+    base_url: {anthropic_url}
+    access_key: $KEY
+routing_preferences:
+  - name: code_generation
+    description: generating new code, writing functions, or creating boilerplate
+    models: [openai/gpt-4o, openai/gpt-4o-mini]
+""",
+        env={"KEY": KEY},
+    )
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[tuple[FakeProvider, FakeProvider]]:
+    with FakeProvider("openai", api_key=KEY) as oa, FakeProvider("anthropic", api_key=KEY) as an:
+        yield oa, an
+
+
+@pytest.fixture
+def gateway_url(fakes: tuple[FakeProvider, FakeProvider], router: EmbeddedRouter) -> Iterator[str]:
+    """A fresh gateway per test, so one test's cooldowns do not steer the next."""
+    oa, an = fakes
+    service = RoutingService(gateway_config(oa.url, an.url), router)
+    service.prepare()
+    with ServerThread(create_app(service), free_port()) as server:
+        yield server.url
+
+
+@pytest.fixture
+def cleared(fakes: tuple[FakeProvider, FakeProvider]) -> tuple[FakeProvider, FakeProvider]:
+    for fake in fakes:
+        fake.clear()
+    return fakes
+
+
+@pytest.fixture
+def upstream(cleared: tuple[FakeProvider, FakeProvider]) -> FakeProvider:
+    return cleared[0]
+
+
+@pytest.fixture
+def anthropic_upstream(cleared: tuple[FakeProvider, FakeProvider]) -> FakeProvider:
+    return cleared[1]
+
+
+@pytest.fixture
+def oai(gateway_url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway_url + "/v1", api_key="client-key", max_retries=0)
+
+
+@pytest.fixture
+def claude(gateway_url: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gateway_url, api_key="client-key", max_retries=0)
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def test_openai_sdk_text_through_the_gateway(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    upstream.queue(Reply("Paris."))
+    raw = oai.chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini", messages=user("capital of France?")
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "Paris."
+    assert raw.headers["x-turnout-model"] == "openai/gpt-4o-mini"
+    assert raw.headers["x-turnout-attempts"] == "1"
+    sent = upstream.requests[-1]
+    assert sent.body["model"] == "gpt-4o-mini"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_the_router_picks_the_route_and_says_so(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    raw = oai.chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini", messages=user(CODE_PROMPT)
+    )
+    assert raw.headers["x-turnout-route"] == "code_generation"
+    assert raw.headers["x-turnout-model"] == "openai/gpt-4o"
+    assert upstream.requests[-1].body["model"] == "gpt-4o"
+
+
+def test_the_body_passes_through_except_model_and_routing_preferences(
+    oai: openai.OpenAI, upstream: FakeProvider
+) -> None:
+    prefs = [{"name": "t", "description": "translating text", "models": ["openai/gpt-4o"]}]
+    oai.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=user("hello"),
+        temperature=0.3,
+        extra_body={"routing_preferences": prefs, "some_future_field": {"kept": True}},
+    )
+    body = upstream.requests[-1].body
+    assert "routing_preferences" not in body
+    assert body["some_future_field"] == {"kept": True}
+    assert body["temperature"] == 0.3
+
+
+def test_openai_streaming_is_relayed(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    upstream.queue(Reply("one two three four", chunks=4))
+    stream = oai.chat.completions.create(
+        model="openai/gpt-4o-mini",
+        messages=user("count"),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "one two three four"
+    assert chunks[-1].usage is not None
+
+
+def test_tool_call_round_trip(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]
+    upstream.queue(
+        Reply(tool_call=ToolCall("get_weather", {"city": "Oslo"})), Reply("It is sunny.")
+    )
+    first = oai.chat.completions.create(
+        model="gpt-4o-mini", messages=user("weather in Oslo?"), tools=tools
+    )
+    call = first.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    messages = [
+        *user("weather in Oslo?"),
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+    ]
+    second = oai.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools)
+    assert second.choices[0].message.content == "It is sunny."
+    assert upstream.requests[-1].body["messages"][2]["tool_call_id"] == call.id
+
+
+def test_anthropic_sdk_text_and_stream(
+    claude: anthropic.Anthropic, anthropic_upstream: FakeProvider
+) -> None:
+    anthropic_upstream.queue(Reply("Bonjour."), Reply("a b c", chunks=3))
+    message = claude.messages.create(
+        model="anthropic/claude-sonnet-4-20250514", max_tokens=50, messages=user("say hi in French")
+    )
+    assert message.content[0].text == "Bonjour."
+    with claude.messages.stream(
+        model="claude-haiku-4-5", max_tokens=50, messages=user("abc")
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "a b c"
+    assert final.usage.output_tokens > 0
+    assert anthropic_upstream.requests[-1].body["model"] == "claude-haiku-4-5"
+    assert anthropic_upstream.requests[-1].headers["x-api-key"] == KEY
+
+
+def test_429_fails_over_to_the_next_candidate(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    upstream.queue(Fault(429, "slow down"), Reply("from the fallback"))
+    raw = oai.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=user(CODE_PROMPT)
+    )
+    assert raw.parse().choices[0].message.content == "from the fallback"
+    assert raw.headers["x-turnout-attempts"] == "2"
+    assert raw.headers["x-turnout-model"] == "openai/gpt-4o-mini"
+    assert [r.body["model"] for r in upstream.requests] == ["gpt-4o", "gpt-4o-mini"]
+
+
+def test_retry_after_cools_a_model_down(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    upstream.queue(Fault(429, "cool it", retry_after=30), Reply("ok"), Reply("ok again"))
+    oai.chat.completions.create(model="gpt-4o-mini", messages=user(CODE_PROMPT + " in Go"))
+    oai.chat.completions.create(model="gpt-4o-mini", messages=user(CODE_PROMPT + " in Rust"))
+    assert [r.body["model"] for r in upstream.requests] == ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini"]
+
+
+def test_500_everywhere_surfaces_as_the_sdks_own_error(
+    oai: openai.OpenAI, upstream: FakeProvider
+) -> None:
+    upstream.queue(Fault(500, "boom one"), Fault(503, "boom two"))
+    with pytest.raises(openai.InternalServerError) as caught:
+        oai.chat.completions.create(model="gpt-4o-mini", messages=user(CODE_PROMPT))
+    assert caught.value.status_code == 503
+    assert "boom two" in caught.value.message
+    assert caught.value.response.headers["x-turnout-attempts"] == "2"
+
+
+def test_anthropic_errors_are_in_anthropics_envelope(
+    claude: anthropic.Anthropic, anthropic_upstream: FakeProvider
+) -> None:
+    anthropic_upstream.queue(Fault(429, "rate limited"))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        claude.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=user("hi"))
+    assert "rate limited" in caught.value.message
+
+
+def test_a_timeout_fails_over(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    upstream.queue(Reply("too late", delay=2.0), Reply("in time"))
+    completion = oai.chat.completions.create(model="gpt-4o-mini", messages=user(CODE_PROMPT))
+    assert completion.choices[0].message.content == "in time"
+
+
+def test_a_reset_connection_fails_over(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    upstream.queue(Fault(kind="reset"), Reply("after the reset"))
+    completion = oai.chat.completions.create(model="gpt-4o-mini", messages=user(CODE_PROMPT))
+    assert completion.choices[0].message.content == "after the reset"
+
+
+def test_garbage_from_upstream_is_a_502(gateway_url: str, upstream: FakeProvider) -> None:
+    upstream.queue(Fault(kind="garbage"))
+    response = httpx.post(
+        gateway_url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user("hi")}
+    )
+    assert response.status_code == 502
+    assert "not JSON" in response.json()["error"]["message"]
+
+
+def test_a_truncated_stream_ends_with_an_error_event(
+    gateway_url: str, upstream: FakeProvider
+) -> None:
+    upstream.queue(Fault(kind="truncate"))
+    body = {"model": "gpt-4o-mini", "messages": user("hi"), "stream": True}
+    with httpx.stream("POST", gateway_url + "/v1/chat/completions", json=body) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert '"error"' in lines[-1]
+    assert "data: [DONE]" not in lines
+
+
+def test_chunks_are_forwarded_without_buffering(gateway_url: str, upstream: FakeProvider) -> None:
+    gate = threading.Event()
+    upstream.queue(Reply("first second third", chunks=3, gate=gate))
+    body = {"model": "gpt-4o-mini", "messages": user("hi"), "stream": True}
+    with httpx.stream(
+        "POST", gateway_url + "/v1/chat/completions", json=body, timeout=10
+    ) as response:
+        lines = response.iter_lines()
+        received = []
+        for line in lines:
+            received.append(line)
+            if '"content":"first' in line.replace(" ", ""):
+                break
+        assert not gate.is_set(), "the first chunk arrived before the upstream sent the rest"
+        gate.set()
+        rest = list(lines)
+    assert any("[DONE]" in line for line in rest)
+
+
+def test_an_unknown_model_is_a_400_naming_the_configured_ones(
+    oai: openai.OpenAI, upstream: FakeProvider
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model="openai/gpt-5", messages=user("hello"))
+    assert "openai/gpt-4o-mini" in caught.value.message
+    assert upstream.requests == []
+
+
+def test_a_cross_format_candidate_is_refused_clearly(
+    claude: anthropic.Anthropic, anthropic_upstream: FakeProvider
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(model="openai/gpt-4o-mini", max_tokens=10, messages=user("hello"))
+    assert "not available yet" in caught.value.message
+
+
+def test_secrets_never_reach_the_client(gateway_url: str, upstream: FakeProvider) -> None:
+    upstream.queue(Fault(401, "bad key"))
+    response = httpx.post(
+        gateway_url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": user("hi")}
+    )
+    assert response.status_code == 401
+    assert KEY not in response.text
+    assert KEY not in str(response.headers)
+
+
+def test_a_client_that_disconnects_closes_the_upstream_stream(
+    gateway_url: str, upstream: FakeProvider
+) -> None:
+    gate = threading.Event()
+    upstream.queue(Reply("first second third", chunks=3, gate=gate))
+    body = {"model": "gpt-4o-mini", "messages": user("hi"), "stream": True}
+    with httpx.stream(
+        "POST", gateway_url + "/v1/chat/completions", json=body, timeout=10
+    ) as response:
+        for line in response.iter_lines():
+            if '"content":"first' in line.replace(" ", ""):
+                break
+        assert upstream.open_streams == 1
+    deadline = time.monotonic() + 5
+    while upstream.open_streams and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert upstream.open_streams == 0, "the upstream stream outlived its client"
+    assert not gate.is_set()
