@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ def test_openai_streaming_is_relayed(oai: openai.OpenAI, upstream: FakeProvider)
     upstream.queue(Reply("one two three four", chunks=4))
     stream = oai.chat.completions.create(
         model="openai/gpt-4o-mini",
-        messages=user("count"),
+        messages=user("hey!"),
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -182,7 +183,7 @@ def test_anthropic_sdk_text_and_stream(
     )
     assert message.content[0].text == "Bonjour."
     with claude.messages.stream(
-        model="claude-haiku-4-5", max_tokens=50, messages=user("abc")
+        model="claude-haiku-4-5", max_tokens=50, messages=user("hello again!")
     ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -290,12 +291,123 @@ def test_an_unknown_model_is_a_400_naming_the_configured_ones(
     assert upstream.requests == []
 
 
-def test_a_cross_format_candidate_is_refused_clearly(
-    claude: anthropic.Anthropic, anthropic_upstream: FakeProvider
+def test_openai_sdk_reaches_an_anthropic_model(
+    oai: openai.OpenAI, anthropic_upstream: FakeProvider
 ) -> None:
-    with pytest.raises(anthropic.BadRequestError) as caught:
-        claude.messages.create(model="openai/gpt-4o-mini", max_tokens=10, messages=user("hello"))
-    assert "not available yet" in caught.value.message
+    anthropic_upstream.queue(Reply("Translated both ways."))
+    raw = oai.chat.completions.with_raw_response.create(
+        model="anthropic/claude-haiku-4-5",
+        messages=[{"role": "system", "content": "Be brief."}, *user("hello")],
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "Translated both ways."
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.completion_tokens > 0
+    assert raw.headers["x-turnout-model"] == "anthropic/claude-haiku-4-5"
+    sent = anthropic_upstream.requests[-1].body
+    assert sent["system"] == "Be brief." and sent["max_tokens"] > 0
+    assert sent["model"] == "claude-haiku-4-5"
+
+
+def test_openai_sdk_streams_from_an_anthropic_model(
+    oai: openai.OpenAI, anthropic_upstream: FakeProvider
+) -> None:
+    anthropic_upstream.queue(Reply("alpha beta gamma", chunks=3))
+    stream = oai.chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=user("hi there!"),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "alpha beta gamma"
+    )
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_openai_tool_round_trip_through_an_anthropic_model(
+    oai: openai.OpenAI, anthropic_upstream: FakeProvider
+) -> None:
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]
+    anthropic_upstream.queue(
+        Reply(tool_call=ToolCall("get_weather", {"city": "Oslo"})), Reply("Sunny in Oslo.")
+    )
+    first = oai.chat.completions.create(
+        model="claude-haiku-4-5", messages=user("weather in Oslo?"), tools=tools
+    )
+    call = first.choices[0].message.tool_calls[0]
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "get_weather",
+        {"city": "Oslo"},
+    )
+    assert first.choices[0].finish_reason == "tool_calls"
+    messages = [
+        *user("weather in Oslo?"),
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+    ]
+    second = oai.chat.completions.create(model="claude-haiku-4-5", messages=messages, tools=tools)
+    assert second.choices[0].message.content == "Sunny in Oslo."
+    result = anthropic_upstream.requests[-1].body["messages"][-1]["content"][0]
+    assert (result["type"], result["tool_use_id"]) == ("tool_result", call.id)
+
+
+def test_anthropic_sdk_reaches_an_openai_model(
+    claude: anthropic.Anthropic, upstream: FakeProvider
+) -> None:
+    upstream.queue(Reply("From the OpenAI side."), Reply("streamed reply here", chunks=3))
+    message = claude.messages.create(
+        model="openai/gpt-4o-mini", max_tokens=64, system="Be brief.", messages=user("hi")
+    )
+    assert message.content[0].text == "From the OpenAI side."
+    assert message.stop_reason == "end_turn"
+    assert upstream.requests[-1].body["messages"][0] == {"role": "system", "content": "Be brief."}
+    with claude.messages.stream(
+        model="gpt-4o-mini", max_tokens=64, messages=user("hello!")
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "streamed reply here"
+    assert final.stop_reason == "end_turn" and final.usage.output_tokens > 0
+
+
+def test_anthropic_tool_use_from_an_openai_model(
+    claude: anthropic.Anthropic, upstream: FakeProvider
+) -> None:
+    upstream.queue(Reply(tool_call=ToolCall("lookup", {"q": "turnout"})))
+    tools = [{"name": "lookup", "description": "search", "input_schema": {"type": "object"}}]
+    message = claude.messages.create(
+        model="gpt-4o-mini", max_tokens=64, tools=tools, messages=user("look it up")
+    )
+    block = message.content[-1]
+    assert (block.type, block.name, block.input) == ("tool_use", "lookup", {"q": "turnout"})
+    assert message.stop_reason == "tool_use"
+    assert upstream.requests[-1].body["tools"][0]["function"]["name"] == "lookup"
+
+
+def test_cross_format_errors_use_the_clients_envelope(
+    claude: anthropic.Anthropic, upstream: FakeProvider
+) -> None:
+    upstream.queue(Fault(429, "openai says slow down"))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        claude.messages.create(model="gpt-4o-mini", max_tokens=10, messages=user("hi"))
+    assert "openai says slow down" in caught.value.message
+
+
+def test_a_truncated_translated_stream_ends_with_an_error_event(
+    gateway_url: str, upstream: FakeProvider
+) -> None:
+    upstream.queue(Fault(kind="truncate"))
+    body = {"model": "gpt-4o-mini", "max_tokens": 10, "messages": user("hi"), "stream": True}
+    headers = {"anthropic-version": "2023-06-01"}
+    with httpx.stream("POST", gateway_url + "/v1/messages", json=body, headers=headers) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert "event: error" in lines
+    assert "event: message_stop" not in lines
 
 
 def test_secrets_never_reach_the_client(gateway_url: str, upstream: FakeProvider) -> None:

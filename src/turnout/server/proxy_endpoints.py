@@ -1,9 +1,8 @@
 """`/v1/chat/completions` and `/v1/messages`: route, then call the chosen provider with failover.
 
-This release proxies between the same API on both sides (OpenAI Chat to OpenAI-compatible
-providers, Anthropic Messages to Anthropic): the body is forwarded with only `model` replaced
-and `routing_preferences` removed, and stream bytes are relayed as they arrive. A candidate
-that would need translation to another API is skipped.
+When the provider speaks the client's API, the body is forwarded with only `model` replaced
+and `routing_preferences` removed, and stream bytes are relayed as they arrive. Otherwise the
+request, the response and each stream event go through the translation for that pair of APIs.
 """
 
 from __future__ import annotations
@@ -12,14 +11,17 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from turnout.apis import ApiFormat
 from turnout.apis.errors import RequestError
+from turnout.apis.translation import TRANSLATIONS, StreamTranslator, Translation
 from turnout.providers.failover import (
     DEFAULT_COOLDOWN,
     MAX_ATTEMPTS,
@@ -78,16 +80,9 @@ class Proxy:
             except TargetError as exc:
                 attempts.last_error = RequestError(str(exc), status=500, kind="api_error")
                 continue
-            if target.api != api.name:
-                attempts.last_error = RequestError(
-                    f"{model_id} speaks {target.api}; translation to it from {api.name} is not available yet",
-                    kind="invalid_request_error",
-                )
-                continue
             attempts.tried.append(model_id)
-            response = await self._attempt(
-                target, {**forwarded, "model": target.model}, api, decision, attempts
-            )
+            call = _Call(target, forwarded, api, TRANSLATIONS.get((api.name, target.api)))
+            response = await self._attempt(call, decision, attempts)
             if response is not None:
                 return response
         error = attempts.last_error or RequestError(
@@ -96,14 +91,15 @@ class Proxy:
         return _error_response(api, error, decision, attempts)
 
     async def _attempt(
-        self, target: Target, body: dict, api: ApiFormat, decision: Decision, attempts: Attempts
+        self, call: _Call, decision: Decision, attempts: Attempts
     ) -> Response | None:
         """The response to give the client, or None to try the next candidate."""
+        target = call.target
         client = self.pool.client_for(target.url)
         upstream_request = client.build_request(
             "POST",
             target.url,
-            content=json.dumps(body).encode(),
+            content=json.dumps(call.upstream_body()).encode(),
             headers={**target.headers, "content-type": "application/json"},
             timeout=target.timeout,
         )
@@ -130,17 +126,13 @@ class Proxy:
         if upstream.status_code >= 400:
             await upstream.aread()
             await upstream.aclose()
-            return _error_response(api, _upstream_error(target, upstream), decision, attempts)
-        if body.get("stream"):
-            return StreamingResponse(
-                _relay(upstream, api),
-                status_code=upstream.status_code,
-                headers={**_passed_headers(upstream), **headers},
-            )
+            return _error_response(call.api, _upstream_error(target, upstream), decision, attempts)
+        if call.client_body.get("stream"):
+            return _stream_response(call, upstream, headers)
         content = await upstream.aread()
         await upstream.aclose()
         try:
-            json.loads(content)
+            parsed = json.loads(content)
         except ValueError:
             attempts.last_error = RequestError(
                 f"{target.model_id} answered with a body that is not JSON",
@@ -148,11 +140,44 @@ class Proxy:
                 kind="api_error",
             )
             return None
-        return Response(
-            content,
+        if call.translation is None:
+            return Response(
+                content,
+                status_code=upstream.status_code,
+                headers={**_passed_headers(upstream), **headers},
+            )
+        return JSONResponse(call.translation.response(parsed, target.model), headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One attempt: the target, the client's body and API, and the translation between them."""
+
+    target: Target
+    client_body: dict[str, Any]
+    api: ApiFormat
+    translation: Translation | None  # None: the provider speaks the client's API
+
+    def upstream_body(self) -> dict[str, Any]:
+        """Same API: the body as sent, with only `model` replaced; else the translated body."""
+        if self.translation is None:
+            return {**self.client_body, "model": self.target.model}
+        return self.translation.request(self.client_body, self.target.model)
+
+
+def _stream_response(call: _Call, upstream: httpx.Response, headers: dict[str, str]) -> Response:
+    if call.translation is None:
+        return StreamingResponse(
+            _relay(upstream, call.api),
             status_code=upstream.status_code,
             headers={**_passed_headers(upstream), **headers},
         )
+    translator = call.translation.stream(call.client_body, call.target.model)
+    return StreamingResponse(
+        _translate(upstream, call.api, translator),
+        media_type="text/event-stream",
+        headers={**headers, "cache-control": "no-cache"},
+    )
 
 
 def _candidates(decision: Decision, own_model: str | None) -> list[str]:
@@ -169,6 +194,25 @@ async def _relay(upstream: httpx.Response, api: ApiFormat) -> AsyncIterator[byte
             yield chunk
     except httpx.HTTPError as exc:
         logger.warning("upstream stream ended early: %s", type(exc).__name__)
+        yield _stream_error_event(api, "the upstream stream ended before it was complete")
+    finally:
+        await upstream.aclose()
+
+
+async def _translate(
+    upstream: httpx.Response, api: ApiFormat, translator: StreamTranslator
+) -> AsyncIterator[bytes]:
+    """Upstream events translated as each arrives; an incomplete stream ends with an error event."""
+    try:
+        async for event in EventSource(upstream).aiter_sse():
+            for frame in translator.event(event.event, event.data):
+                yield frame
+        for frame in translator.finish():
+            yield frame
+        if not translator.complete:
+            yield _stream_error_event(api, "the upstream stream ended before it was complete")
+    except httpx.HTTPError as exc:  # httpx_sse.SSEError (not an event stream) is one too
+        logger.warning("upstream stream failed: %s", type(exc).__name__)
         yield _stream_error_event(api, "the upstream stream ended before it was complete")
     finally:
         await upstream.aclose()
