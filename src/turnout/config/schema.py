@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from turnout.providers.registry import PROVIDERS
+
 Loc: TypeAlias = tuple[str | int, ...]
 """A key path into the configuration, as pydantic reports error locations."""
 
@@ -34,29 +36,34 @@ DEFAULT_MODEL_PORT = 12000  # Plano's model listener port when none is configure
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 # Plano's provider prefixes (SUPPORTED_PROVIDERS in katanemo/plano cli/planoai/config_generator.py;
-# `arch` is the pre-rename spelling of `plano`). Any other prefix needs base_url and
-# provider_interface; these need a base_url because they have no public endpoint.
+# `arch` is the pre-rename spelling of `plano`), plus the ones turnout's registry can call. Any
+# other prefix needs base_url and provider_interface; these need a base_url because they have
+# no public endpoint.
 PROVIDERS_NEEDING_BASE_URL = frozenset(
     {"azure_openai", "ollama", "qwen", "amazon_bedrock", "plano", "arch"}
-)
-KNOWN_PROVIDERS = PROVIDERS_NEEDING_BASE_URL | frozenset(
-    {
-        "openai",
-        "anthropic",
-        "deepseek",
-        "groq",
-        "mistral",
-        "gemini",
-        "together_ai",
-        "xai",
-        "moonshotai",
-        "zhipu",
-        "xiaomi",
-        "chatgpt",
-        "digitalocean",
-        "vercel",
-        "openrouter",
-    }
+) | frozenset(name for name, spec in PROVIDERS.items() if spec.base_url is None)
+KNOWN_PROVIDERS = (
+    PROVIDERS_NEEDING_BASE_URL
+    | frozenset(PROVIDERS)
+    | frozenset(
+        {
+            "openai",
+            "anthropic",
+            "deepseek",
+            "groq",
+            "mistral",
+            "gemini",
+            "together_ai",
+            "xai",
+            "moonshotai",
+            "zhipu",
+            "xiaomi",
+            "chatgpt",
+            "digitalocean",
+            "vercel",
+            "openrouter",
+        }
+    )
 )
 
 _VERSION = re.compile(r"v?0\.[1-4](\.\d+)?(-[0-9A-Za-z.]+)?")

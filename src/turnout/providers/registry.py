@@ -30,7 +30,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
     "together_ai": ProviderSpec("openai_chat", "https://api.together.xyz/v1"),
     "fireworks": ProviderSpec("openai_chat", "https://api.fireworks.ai/inference/v1"),
     "openrouter": ProviderSpec("openai_chat", "https://openrouter.ai/api/v1"),
-    "ollama": ProviderSpec("openai_chat", "http://localhost:11434/v1"),
+    "ollama": ProviderSpec("openai_chat", None),
     "vllm": ProviderSpec("openai_chat", None),
 }
 
