@@ -410,6 +410,40 @@ def test_a_truncated_translated_stream_ends_with_an_error_event(
     assert "event: message_stop" not in lines
 
 
+def test_responses_api_to_an_openai_chat_model(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+    upstream.queue(Reply("Answered via chat."))
+    response = oai.responses.create(model="gpt-4o-mini", instructions="Be brief.", input="hello!")
+    assert response.output_text == "Answered via chat."
+    assert response.usage is not None and response.usage.output_tokens > 0
+    sent = upstream.requests[-1].body
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert sent["model"] == "gpt-4o-mini"
+
+
+def test_responses_api_streams_from_an_anthropic_model(
+    oai: openai.OpenAI, anthropic_upstream: FakeProvider
+) -> None:
+    anthropic_upstream.queue(Reply("two hops away", chunks=3))
+    with oai.responses.stream(model="claude-haiku-4-5", input="hi there!") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == "two hops away"
+    assert final.output_text == "two hops away" and final.status == "completed"
+    assert anthropic_upstream.requests[-1].body["messages"][0]["role"] == "user"
+
+
+def test_responses_api_function_call_from_an_anthropic_model(
+    oai: openai.OpenAI, anthropic_upstream: FakeProvider
+) -> None:
+    anthropic_upstream.queue(Reply(tool_call=ToolCall("lookup", {"q": "turnout"})))
+    tools = [
+        {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
+    ]
+    response = oai.responses.create(model="claude-haiku-4-5", input="hi!", tools=tools)
+    call = next(item for item in response.output if item.type == "function_call")
+    assert (call.name, json.loads(call.arguments)) == ("lookup", {"q": "turnout"})
+
+
 def test_secrets_never_reach_the_client(gateway_url: str, upstream: FakeProvider) -> None:
     upstream.queue(Fault(401, "bad key"))
     response = httpx.post(

@@ -43,11 +43,11 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
-def build_request(host: str, port: int, path: str, stream: bool) -> bytes:
+def build_request(host: str, port: int, path: str, stream: bool, key: str) -> bytes:
     body = json.dumps({**BODY, "stream": stream}).encode()
     return (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-type: application/json\r\n"
-        f"authorization: Bearer sk-bench\r\ncontent-length: {len(body)}\r\n\r\n"
+        f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
@@ -78,22 +78,25 @@ async def worker(
     host: str, port: int, request: bytes, stream: bool, deadline: float, result: Result
 ) -> None:
     """One keep-alive connection; reconnect after an error or a `connection: close`."""
-    writer: asyncio.StreamWriter | None = None
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     try:
         while time.perf_counter() < deadline:
-            if writer is None:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port), READ_TIMEOUT_S
-                )
             started = time.perf_counter()
             try:
+                if conn is None:
+                    opening = asyncio.open_connection(host, port)
+                    conn = await asyncio.wait_for(opening, READ_TIMEOUT_S)
+                    started = time.perf_counter()
+                reader, writer = conn
                 writer.write(request)
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
                 ttft = await asyncio.wait_for(read_body(reader, head, started), READ_TIMEOUT_S)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
                 result.errors += 1
-                writer.close()
-                writer = None
+                if conn is not None:
+                    conn[1].close()
+                conn = None
+                await asyncio.sleep(0.01)  # a refusing target must not become a busy loop
                 continue
             elapsed = time.perf_counter() - started
             if not head.startswith(b"HTTP/1.1 200") or (stream and ttft is None):
@@ -104,16 +107,18 @@ async def worker(
                     result.ttft.append(ttft)
             if b"connection: close" in head.lower():
                 writer.close()
-                writer = None
+                conn = None
     finally:
-        if writer is not None:
-            writer.close()
+        if conn is not None:
+            conn[1].close()
 
 
-async def run(url: str, concurrency: int, duration: float, stream: bool) -> dict[str, float]:
+async def run(
+    url: str, concurrency: int, duration: float, stream: bool, key: str
+) -> dict[str, float]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = build_request(host, port, parts.path, stream)
+    request = build_request(host, port, parts.path, stream, key)
     result = Result()
     started = time.perf_counter()
     deadline = started + duration
@@ -138,8 +143,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--key", default="sk-bench", help="sent as Authorization: Bearer")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.url, args.concurrency, args.duration, args.stream))))
+    numbers = run(args.url, args.concurrency, args.duration, args.stream, args.key)
+    print(json.dumps(asyncio.run(numbers)))
 
 
 if __name__ == "__main__":

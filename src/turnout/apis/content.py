@@ -100,3 +100,11 @@ def text(content: object, param: str, text_types: frozenset[str]) -> str:
     return "\n".join(
         part_text(part, path) for path, kind, part in parts(content, param) if kind in text_types
     )
+
+
+def required_string(value: JsonObject, key: str, path: str) -> str:
+    """A required string field, refused with the client's own param path when missing."""
+    field = value.get(key)
+    if not isinstance(field, str):
+        raise invalid(f"`{path}.{key}` must be a string.", f"{path}.{key}")
+    return field

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from turnout.apis import content
+from turnout.apis.chat_chunks import ChatChunkTranslator, first_choice, reasoning_text
 from turnout.apis.content import JsonObject
 from turnout.routing.conversation import Role
 
@@ -51,7 +52,6 @@ _STOP_REASONS = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-_REASONING_KEYS = ("reasoning_content", "reasoning")  # vLLM/DeepSeek, then OpenRouter/newer vLLM
 
 
 def request(body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -156,9 +156,16 @@ def _assistant(blocks: list[tuple[str, str, JsonObject]], dropped: list[str]) ->
         elif kind == "tool_use":
             _extras(block, _BLOCK_KEYS[kind], "`tool_use` blocks", dropped)
             arguments = json.dumps(block.get("input", {}), ensure_ascii=False)
-            function = {"name": _string(block, "name", path), "arguments": arguments}
+            function = {
+                "name": content.required_string(block, "name", path),
+                "arguments": arguments,
+            }
             calls.append(
-                {"id": _string(block, "id", path), "type": "function", "function": function}
+                {
+                    "id": content.required_string(block, "id", path),
+                    "type": "function",
+                    "function": function,
+                }
             )
         else:
             dropped.append(f"`{kind}` blocks in assistant messages")
@@ -187,7 +194,11 @@ def _tool_result(
     text = "\n".join(part["text"] for part in parts if part["type"] == "text")
     if block.get("is_error") is True:  # chat has no error flag; the model reads it in the text
         text = f"Error: {text}"
-    message = {"role": "tool", "tool_call_id": _string(block, "tool_use_id", path), "content": text}
+    message = {
+        "role": "tool",
+        "tool_call_id": content.required_string(block, "tool_use_id", path),
+        "content": text,
+    }
     return message, [part for part in parts if part["type"] != "text"]
 
 
@@ -204,10 +215,10 @@ def _part(block: JsonObject, path: str, kind: str, dropped: list[str]) -> list[J
         raise content.invalid(f"`{path}.source` must be an object.", f"{path}.source")
     where = f"{path}.source"
     if source.get("type") == "base64":
-        media_type = _string(source, "media_type", where)
-        url = f"data:{media_type};base64,{_string(source, 'data', where)}"
+        media_type = content.required_string(source, "media_type", where)
+        url = f"data:{media_type};base64,{content.required_string(source, 'data', where)}"
     elif source.get("type") == "url":
-        url = _string(source, "url", where)
+        url = content.required_string(source, "url", where)
     else:
         dropped.append(f"`image` blocks with a `{source.get('type')}` source")
         return []
@@ -232,7 +243,7 @@ def _tools(value: object, dropped: list[str]) -> list[JsonObject]:
             dropped.append(f"tool type `{kind}`")
             continue
         _extras(tool, _TOOL_KEYS, "`tools`", dropped)
-        function: JsonObject = {"name": _string(tool, "name", path)}
+        function: JsonObject = {"name": content.required_string(tool, "name", path)}
         if isinstance(tool.get("description"), str):
             function["description"] = tool["description"]
         function["parameters"] = tool.get("input_schema") or {"type": "object"}
@@ -251,7 +262,10 @@ def _tool_choice(value: object) -> JsonObject:
     kind = value.get("type")
     choice: object
     if kind == "tool":
-        choice = {"type": "function", "function": {"name": _string(value, "name", "tool_choice")}}
+        choice = {
+            "type": "function",
+            "function": {"name": content.required_string(value, "name", "tool_choice")},
+        }
     elif isinstance(kind, str) and kind in _TOOL_CHOICES:
         choice = _TOOL_CHOICES[kind]
     else:
@@ -269,22 +283,14 @@ def _extras(value: JsonObject, known: frozenset[str], where: str, dropped: list[
     dropped.extend(f"`{key}` on {where}" for key in value if key not in known)
 
 
-def _string(value: JsonObject, key: str, path: str) -> str:
-    """A required string field, refused with the client's own param path when missing."""
-    field = value.get(key)
-    if not isinstance(field, str):
-        raise content.invalid(f"`{path}.{key}` must be a string.", f"{path}.{key}")
-    return field
-
-
 def response(body: dict[str, Any], model: str) -> dict[str, Any]:
     """An OpenAI chat.completion -> an Anthropic Messages response (type message, id "msg_" +
     upstream id, model=`model`)."""
-    choice = _first_choice(body)
+    choice = first_choice(body)
     message = choice.get("message")
     message = message if isinstance(message, dict) else {}
     blocks: list[JsonObject] = []
-    reasoning = _reasoning(message)
+    reasoning = reasoning_text(message)
     if reasoning:  # no signature exists; the block is only ever read, never replayed
         blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     text = message.get("content")
@@ -311,23 +317,6 @@ def response(body: dict[str, Any], model: str) -> dict[str, Any]:
         "stop_sequence": None,
         "usage": _usage(body.get("usage")),
     }
-
-
-def _first_choice(body: JsonObject) -> JsonObject:
-    """Choice 0: the gateway never asks for more than one."""
-    choices = body.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        return choices[0]
-    return {}
-
-
-def _reasoning(message: JsonObject) -> str:
-    """The reasoning text some servers send beside the answer, under one of two names."""
-    for key in _REASONING_KEYS:
-        value = message.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return ""
 
 
 def _tool_input(arguments: object) -> JsonObject:
@@ -380,7 +369,7 @@ def _tool_use_id() -> str:
     return f"toolu_{uuid.uuid4().hex[:24]}"
 
 
-class StreamTranslator:
+class StreamTranslator(ChatChunkTranslator):
     """OpenAI chat.completion.chunk events -> Anthropic stream SSE frames, for one response.
 
     Chat interleaves reasoning, text and tool-call pieces in deltas; Messages wants them as
@@ -388,55 +377,15 @@ class StreamTranslator:
     """
 
     def __init__(self, model: str) -> None:
-        self.model = model
+        super().__init__(model)
         self._started = False
-        self._ended = False
         self._index = -1  # index of the latest content block
         self._open: str | None = None  # "thinking", "text" or "tool N", the block being filled
         self._tools: set[str] = set()  # tool blocks started so far
-        self._finish_reason: object = None
-        self._usage: object = None
-
-    @property
-    def complete(self) -> bool:
-        """The client's stream is over: message_stop, or an error event, was sent."""
-        return self._ended
-
-    def event(self, name: str, data: str) -> list[bytes]:
-        """One upstream SSE event as zero or more client frames."""
-        if self._ended:
-            return []
-        if data.strip() == "[DONE]":
-            return self._close()
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            if name == "error":
-                return self._error(data)
-            logger.warning("skipped an upstream stream event that is not a JSON object")
-            return []
-        if name == "error" or chunk.get("error") is not None:
-            return self._error(chunk.get("error", chunk))
-        if isinstance(chunk.get("usage"), dict):  # the last usage seen is the total
-            self._usage = chunk["usage"]
-        frames = [] if self._started else self._start(chunk)
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                delta = choice.get("delta")
-                frames.extend(self._delta(delta if isinstance(delta, dict) else {}))
-                if choice.get("finish_reason") is not None:
-                    self._finish_reason = choice["finish_reason"]
-        return frames
-
-    def finish(self) -> list[bytes]:
-        """The upstream ended: close the message if it said why it stopped, even without [DONE]."""
-        if self._ended or self._finish_reason is None:
-            return []
-        return self._close()
 
     def _start(self, chunk: JsonObject) -> list[bytes]:
+        if self._started:
+            return []
         self._started = True
         message: JsonObject = {
             "id": _message_id(chunk),
@@ -452,7 +401,7 @@ class StreamTranslator:
 
     def _delta(self, delta: JsonObject) -> list[bytes]:
         frames: list[bytes] = []
-        reasoning = _reasoning(delta)
+        reasoning = reasoning_text(delta)
         if reasoning:
             frames += self._block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
             frames.append(self._piece({"type": "thinking_delta", "thinking": reasoning}))
@@ -511,7 +460,7 @@ class StreamTranslator:
 
     def _close(self) -> list[bytes]:
         """The closing frames: the open block's stop, message_delta, message_stop."""
-        frames = [] if self._started else self._start({})
+        frames = self._start({})
         frames += self._stop_block()
         stop_reason = _stop_reason(self._finish_reason, bool(self._tools))
         delta = {"stop_reason": stop_reason, "stop_sequence": None}

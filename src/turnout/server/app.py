@@ -26,6 +26,7 @@ logger = logging.getLogger("turnout.server")
 PROXY_ENDPOINTS = {
     "/v1/chat/completions": "openai_chat",
     "/v1/messages": "anthropic_messages",
+    "/v1/responses": "openai_responses",
 }
 ROUTING_ENDPOINTS = {
     "/routing/v1/chat/completions": "openai_chat",
