@@ -472,3 +472,16 @@ def test_a_client_that_disconnects_closes_the_upstream_stream(
         time.sleep(0.02)
     assert upstream.open_streams == 0, "the upstream stream outlived its client"
     assert not gate.is_set()
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+def test_bad_bodies_are_refused_before_any_upstream_call(
+    gateway_url: str, upstream: FakeProvider, path: str
+) -> None:
+    for content, status in [(b"{not json", 400), (b"[]", 400), (b"x" * (9 * 1024 * 1024), 413)]:
+        response = httpx.post(
+            gateway_url + path, content=content, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == status
+        assert "error" in response.json()
+    assert upstream.requests == []
