@@ -191,3 +191,9 @@ def test_decisions_are_deterministic(router: EmbeddedRouter) -> None:
     first = router.classify(turns, TASK_ROUTES)
     assert all(router.classify(turns, TASK_ROUTES) == first for _ in range(3))
     assert np.isfinite(list(first.scores.values())).all()
+
+
+def test_preparing_no_routes_is_a_no_op(router: EmbeddedRouter) -> None:
+    """`turnout up` on a config without routing_preferences must start (it only proxies)."""
+    router.prepare([])
+    assert router.classify(user("Write a function"), []).route is None

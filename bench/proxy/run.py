@@ -236,18 +236,8 @@ def measure(
     return Cell(target.name, stream, concurrency, numbers, rss, cpu)
 
 
-# `turnout up` on a config without routing_preferences crashes at start-up (0.1.0:
-# EmbeddedRouter.prepare([]) -> np.vstack of nothing), although classify() handles no routes.
-# Until src/ is fixed, only prepare() is skipped for an empty route set; the server is unchanged.
-START_UP_SHIM = (
-    "import sys; from turnout.routing.embedded import EmbeddedRouter as R; p = R.prepare; "
-    "R.prepare = lambda self, routes: p(self, routes) if routes else None; "
-    "from turnout.cli import main; sys.exit(main(sys.argv[1:]))"
-)
-
-
 def turnout_start(fake_url: str, workdir: Path) -> tuple[Service, str]:
-    """`python -m turnout up` with routing off; the start-up shim only if that crashes."""
+    """`python -m turnout up` with routing off (no routing_preferences)."""
     config = workdir / "turnout.yaml"
     config.write_text(
         "version: v0.4.0\nlisteners:\n  - type: model\n    name: model_listener\n"
@@ -260,18 +250,8 @@ def turnout_start(fake_url: str, workdir: Path) -> tuple[Service, str]:
     service = spawn(
         "turnout", [sys.executable, "-m", "turnout", *command], url, workdir, {**os.environ}
     )
-    try:
-        wait_ready(service, 120)
-        return service, "`python -m turnout up`"
-    except RuntimeError as exc:
-        service.stop()
-        if "need at least one array" not in str(exc):
-            raise
-    print("turnout up crashed on a config with no routes; using the start-up shim", file=sys.stderr)
-    argv = [sys.executable, "-c", START_UP_SHIM, *command]
-    service = spawn("turnout", argv, url, workdir, {**os.environ})
     wait_ready(service, 120)
-    return service, "`turnout up` via START_UP_SHIM (no-routes start-up crash)"
+    return service, "`python -m turnout up`"
 
 
 def litellm_start(

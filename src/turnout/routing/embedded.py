@@ -86,8 +86,9 @@ class EmbeddedRouter:
         self._lock = threading.Lock()
 
     def prepare(self, routes: Sequence[RouteSpec]) -> None:
-        """Index a route set ahead of the first request that needs it."""
-        self._index(routes)
+        """Index a route set ahead of the first request that needs it (none: nothing to do)."""
+        if routes:
+            self._index(routes)
 
     def classify(self, turns: Sequence[Turn], routes: Sequence[RouteSpec]) -> Classification:
         if not routes:
