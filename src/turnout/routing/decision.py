@@ -73,7 +73,10 @@ class RoutingService:
         return routes
 
     def decide(self, request: RoutingRequest) -> Decision:
-        routes = self.routes_for(request)
+        return self.decide_among(request, self.routes_for(request))
+
+    def decide_among(self, request: RoutingRequest, routes: list[RoutingPreference]) -> Decision:
+        """The decision over `routes` (from `routes_for`), for callers that looked at them first."""
         started = time.perf_counter()
         classification = self.router.classify(request.turns, routes)
         latency_ms = (time.perf_counter() - started) * 1000

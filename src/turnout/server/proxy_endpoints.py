@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 from httpx_sse import EventSource
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -32,6 +31,7 @@ from turnout.providers.failover import (
 from turnout.providers.upstream import Target, TargetError, UpstreamPool, target_for
 from turnout.routing.decision import Decision, RoutingService
 from turnout.server.body import read_json
+from turnout.server.routing_endpoints import decide
 
 logger = logging.getLogger("turnout.proxy")
 
@@ -63,7 +63,7 @@ class Proxy:
         body = await read_json(request, config.max_body_bytes)
         routing_request = api.parse_routing_request(body)
         assert isinstance(body, dict)  # parse_routing_request refuses anything else
-        decision = await run_in_threadpool(self.service.decide, routing_request)
+        decision = await decide(self.service, routing_request)
         own_model = config.resolve_model(routing_request.model) if routing_request.model else None
         if decision.route is None and routing_request.model and own_model is None:
             configured = ", ".join(config.model_ids())

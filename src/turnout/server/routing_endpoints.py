@@ -9,11 +9,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from turnout.apis import ApiFormat
+from turnout.routing.conversation import RoutingRequest
 from turnout.routing.decision import Decision, RoutingService
 from turnout.server.body import read_json
 from turnout.server.trace_context import trace_id_from
 
 _EXPLAIN_VALUES = {"1", "true", "yes"}
+
+
+async def decide(service: RoutingService, request: RoutingRequest) -> Decision:
+    """Classifying embeds text, so it runs off the event loop; with no routes there is no work."""
+    routes = service.routes_for(request)
+    if not routes:
+        return service.decide_among(request, routes)
+    return await run_in_threadpool(service.decide_among, request, routes)
 
 
 def decision_body(decision: Decision, trace_id: str, explain: bool) -> dict[str, Any]:
@@ -37,7 +46,7 @@ async def route_request(
 ) -> JSONResponse:
     trace_id = trace_id_from(request.headers.get("traceparent"))
     routing_request = api.parse_routing_request(await read_json(request, max_body_bytes))
-    decision = await run_in_threadpool(service.decide, routing_request)
+    decision = await decide(service, routing_request)
     explain = request.query_params.get("explain", "").lower() in _EXPLAIN_VALUES
     return JSONResponse(
         decision_body(decision, trace_id, explain), headers={"x-request-id": trace_id}
