@@ -108,3 +108,34 @@ def required_string(value: JsonObject, key: str, path: str) -> str:
     if not isinstance(field, str):
         raise invalid(f"`{path}.{key}` must be a string.", f"{path}.{key}")
     return field
+
+
+def chat_function_tools(
+    value: object, is_function: Callable[[object], bool], schema_key: str, dropped: list[str]
+) -> list[JsonObject]:
+    """A client's function tools as OpenAI chat tools, for the translations into chat.
+
+    Tools of another kind (hosted or versioned server tools) and unknown keys are named in
+    `dropped`. `strict` is passed only when the client set it: an unset `strict` means
+    different things across APIs, and chat refuses a strict schema that does not fit already.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid("`tools` must be a list.", "tools")
+    known = {"type", "name", "description", schema_key, "strict"}
+    tools = []
+    for path, tool in objects(value, "tools"):
+        kind = tool.get("type")
+        if not is_function(kind):
+            dropped.append(f"tool type `{kind}`")
+            continue
+        dropped.extend(f"`{key}` on `tools`" for key in tool if key not in known)
+        function: JsonObject = {"name": required_string(tool, "name", path)}
+        if isinstance(tool.get("description"), str):
+            function["description"] = tool["description"]
+        function["parameters"] = tool.get(schema_key) or {"type": "object"}
+        if isinstance(tool.get("strict"), bool):
+            function["strict"] = tool["strict"]
+        tools.append({"type": "function", "function": function})
+    return tools

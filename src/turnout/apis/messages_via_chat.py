@@ -43,7 +43,6 @@ _BLOCK_KEYS = {
     "tool_use": frozenset({"type", "id", "name", "input"}),
     "tool_result": frozenset({"type", "tool_use_id", "content", "is_error"}),
 }
-_TOOL_KEYS = frozenset({"type", "name", "description", "input_schema", "strict"})
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -232,25 +231,9 @@ def _text(block: JsonObject, path: str, dropped: list[str]) -> str:
 
 def _tools(value: object, dropped: list[str]) -> list[JsonObject]:
     """Client tools as chat functions; Anthropic-defined tools (a versioned `type`) are dropped."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise content.invalid("`tools` must be a list.", "tools")
-    tools = []
-    for path, tool in content.objects(value, "tools"):
-        kind = tool.get("type")
-        if kind not in (None, "custom"):
-            dropped.append(f"tool type `{kind}`")
-            continue
-        _extras(tool, _TOOL_KEYS, "`tools`", dropped)
-        function: JsonObject = {"name": content.required_string(tool, "name", path)}
-        if isinstance(tool.get("description"), str):
-            function["description"] = tool["description"]
-        function["parameters"] = tool.get("input_schema") or {"type": "object"}
-        if isinstance(tool.get("strict"), bool):
-            function["strict"] = tool["strict"]
-        tools.append({"type": "function", "function": function})
-    return tools
+    return content.chat_function_tools(
+        value, lambda kind: kind in (None, "custom"), "input_schema", dropped
+    )
 
 
 def _tool_choice(value: object) -> JsonObject:

@@ -56,7 +56,6 @@ _NEUTRAL: dict[str, object] = {
     "truncation": "disabled",
     "background": False,
 }
-_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
 _TOOL_CHOICES = frozenset({"auto", "none", "required"})
 _IMAGE_DETAILS = frozenset({"auto", "low", "high"})
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -244,29 +243,12 @@ def _tool_result(
 def _tools(value: object, dropped: list[str]) -> list[JsonObject]:
     """Function tools as chat functions; hosted tools (web_search, file_search...) are dropped.
 
-    `strict` is passed only when the client set it: Responses treats an unset `strict` as
-    strict and rewrites the schema to fit, while chat would refuse a strict schema that does
-    not fit already, so an unset `strict` stays unset (non-strict on chat).
+    Responses treats an unset `strict` as strict and rewrites the schema to fit; chat would
+    refuse such a schema, so an unset `strict` stays unset (non-strict on chat).
     """
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise content.invalid("`tools` must be a list.", "tools")
-    tools = []
-    for path, tool in content.objects(value, "tools"):
-        kind = tool.get("type")
-        if kind != "function":
-            dropped.append(f"tool type `{kind}`")
-            continue
-        dropped.extend(f"`{key}` on `tools`" for key in tool if key not in _TOOL_KEYS)
-        function: JsonObject = {"name": content.required_string(tool, "name", path)}
-        if isinstance(tool.get("description"), str):
-            function["description"] = tool["description"]
-        function["parameters"] = tool.get("parameters") or {"type": "object"}
-        if isinstance(tool.get("strict"), bool):
-            function["strict"] = tool["strict"]
-        tools.append({"type": "function", "function": function})
-    return tools
+    return content.chat_function_tools(
+        value, lambda kind: kind == "function", "parameters", dropped
+    )
 
 
 def _tool_choice(value: object, dropped: list[str]) -> JsonObject:
