@@ -126,7 +126,7 @@ def test_extra_headers_http_host_and_timeouts() -> None:
     )
     target = target_for(cfg, "openai/gpt-4o", None)
     assert target.headers["x-team"] == "search" and target.headers["host"] == "api.internal"
-    assert (target.timeout.connect, target.timeout.read) == (2, 30)
+    assert (target.timeout.sock_connect, target.timeout.sock_read) == (2, 30)
 
 
 def test_a_hosted_model_without_its_key_is_refused_without_naming_secrets() -> None:

@@ -1,6 +1,5 @@
-"""CPU per request of the upstream HTTP client alone: httpx (what turnout uses) against aiohttp.
+"""CPU per request of the upstream HTTP client alone: httpx against aiohttp (what turnout uses).
 
-    pip install aiohttp   # bench-only; not a turnout dependency
     python bench/proxy/client_cost.py [--requests 3000]
 
 Both clients call the same fake upstream (started here) from one process, at concurrency 1,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from turnout.apis import chat_via_messages, messages_via_chat, responses_via_chat
+from turnout.apis.sse import events_of
 
 Json = dict[str, Any]
 
@@ -43,21 +44,6 @@ def _responses_stream(body: Json, model: str) -> StreamTranslator:
     return responses_via_chat.StreamTranslator(model)
 
 
-def _sse_events(frames: list[bytes]) -> list[tuple[str, str]]:
-    """Our own encoded SSE frames back into (event name, data) pairs, for a chained translator."""
-    events = []
-    for frame in frames:
-        name, data = "message", []
-        for line in frame.decode().splitlines():
-            field, _, value = line.partition(":")
-            if field == "event":
-                name = value.strip()
-            elif field == "data":
-                data.append(value.removeprefix(" "))
-        events.append((name, "\n".join(data)))
-    return events
-
-
 class _ChainedStream:
     """Provider events through `inner` (to the middle API), then through `outer` (to the client's)."""
 
@@ -76,7 +62,7 @@ class _ChainedStream:
         return self._relay(self._inner.finish()) + self._outer.finish()
 
     def _relay(self, frames: list[bytes]) -> list[bytes]:
-        return [out for name, data in _sse_events(frames) for out in self._outer.event(name, data)]
+        return [out for name, data in events_of(frames) for out in self._outer.event(name, data)]
 
 
 def chain(outer: Translation, inner: Translation) -> Translation:

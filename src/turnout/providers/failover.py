@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-
-import httpx
 
 MAX_ATTEMPTS = 4
 DEFAULT_COOLDOWN = 1.0
@@ -17,7 +16,7 @@ def is_retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), bounded."""
     value = headers.get("retry-after")
     if not value:

@@ -7,19 +7,20 @@ request, the response and each stream event go through the translation for that 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from httpx_sse import EventSource
+import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from turnout.apis import ApiFormat
 from turnout.apis.errors import RequestError
+from turnout.apis.sse import aiter_events
 from turnout.apis.translation import TRANSLATIONS, StreamTranslator, Translation
 from turnout.providers.failover import (
     DEFAULT_COOLDOWN,
@@ -35,6 +36,9 @@ from turnout.server.routing_endpoints import decide
 
 logger = logging.getLogger("turnout.proxy")
 
+# Asking for an unencoded body lets turnout read or relay it without decoding it first.
+_UPSTREAM_HEADERS = {"content-type": "application/json", "accept-encoding": "identity"}
+_UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
 _HOP_HEADERS = {
     "content-length",
     "transfer-encoding",
@@ -95,17 +99,15 @@ class Proxy:
     ) -> Response | None:
         """The response to give the client, or None to try the next candidate."""
         target = call.target
-        client = self.pool.client_for(target.url)
-        upstream_request = client.build_request(
-            "POST",
-            target.url,
-            content=json.dumps(call.upstream_body()).encode(),
-            headers={**target.headers, "content-type": "application/json"},
-            timeout=target.timeout,
-        )
+        session = self.pool.session_for(target.url)
         try:
-            upstream = await client.send(upstream_request, stream=True)
-        except httpx.TransportError as exc:
+            upstream = await session.post(
+                target.url,
+                data=json.dumps(call.upstream_body()).encode(),
+                headers={**target.headers, **_UPSTREAM_HEADERS},
+                timeout=target.timeout,
+            )
+        except _UPSTREAM_ERRORS as exc:
             logger.warning("%s: %s", target.model_id, type(exc).__name__)
             attempts.last_error = RequestError(
                 f"{target.model_id} could not be reached ({type(exc).__name__})",
@@ -113,37 +115,36 @@ class Proxy:
                 kind="api_error",
             )
             return None
-        if is_retryable(upstream.status_code):
-            await upstream.aread()
-            await upstream.aclose()
-            if upstream.status_code == 429:
+        if is_retryable(upstream.status):
+            body = await _read(upstream)
+            if upstream.status == 429:
                 self.cooldowns.cool(
                     target.model_id, retry_after(upstream.headers) or DEFAULT_COOLDOWN
                 )
-            attempts.last_error = _upstream_error(target, upstream)
+            attempts.last_error = _upstream_error(target, upstream, body)
             return None
         headers = _turnout_headers(target, decision, attempts)
-        if upstream.status_code >= 400:
-            await upstream.aread()
-            await upstream.aclose()
-            return _error_response(call.api, _upstream_error(target, upstream), decision, attempts)
+        if upstream.status >= 400:
+            error = _upstream_error(target, upstream, await _read(upstream))
+            return _error_response(call.api, error, decision, attempts)
         if call.client_body.get("stream"):
             return _stream_response(call, upstream, headers)
-        content = await upstream.aread()
-        await upstream.aclose()
         try:
+            content = await upstream.read()
             parsed = json.loads(content)
-        except ValueError:
+        except _UPSTREAM_ERRORS + (ValueError,) as exc:
             attempts.last_error = RequestError(
-                f"{target.model_id} answered with a body that is not JSON",
+                f"{target.model_id} answered with a body that is not JSON ({type(exc).__name__})",
                 status=502,
                 kind="api_error",
             )
             return None
+        finally:
+            upstream.release()
         if call.translation is None:
             return Response(
                 content,
-                status_code=upstream.status_code,
+                status_code=upstream.status,
                 headers={**_passed_headers(upstream), **headers},
             )
         return JSONResponse(call.translation.response(parsed, target.model), headers=headers)
@@ -165,11 +166,13 @@ class _Call:
         return self.translation.request(self.client_body, self.target.model)
 
 
-def _stream_response(call: _Call, upstream: httpx.Response, headers: dict[str, str]) -> Response:
+def _stream_response(
+    call: _Call, upstream: aiohttp.ClientResponse, headers: dict[str, str]
+) -> Response:
     if call.translation is None:
         return StreamingResponse(
             _relay(upstream, call.api),
-            status_code=upstream.status_code,
+            status_code=upstream.status,
             headers={**_passed_headers(upstream), **headers},
         )
     translator = call.translation.stream(call.client_body, call.target.model)
@@ -187,35 +190,45 @@ def _candidates(decision: Decision, own_model: str | None) -> list[str]:
     return [*decision.models, own_model]
 
 
-async def _relay(upstream: httpx.Response, api: ApiFormat) -> AsyncIterator[bytes]:
+async def _relay(upstream: aiohttp.ClientResponse, api: ApiFormat) -> AsyncIterator[bytes]:
     """Upstream bytes as they arrive; a stream cut off upstream ends with an error event."""
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in upstream.content.iter_any():
             yield chunk
-    except httpx.HTTPError as exc:
+    except _UPSTREAM_ERRORS as exc:
         logger.warning("upstream stream ended early: %s", type(exc).__name__)
         yield _stream_error_event(api, "the upstream stream ended before it was complete")
     finally:
-        await upstream.aclose()
+        upstream.release()
 
 
 async def _translate(
-    upstream: httpx.Response, api: ApiFormat, translator: StreamTranslator
+    upstream: aiohttp.ClientResponse, api: ApiFormat, translator: StreamTranslator
 ) -> AsyncIterator[bytes]:
     """Upstream events translated as each arrives; an incomplete stream ends with an error event."""
     try:
-        async for event in EventSource(upstream).aiter_sse():
-            for frame in translator.event(event.event, event.data):
+        async for name, data in aiter_events(upstream.content.iter_any()):
+            for frame in translator.event(name, data):
                 yield frame
         for frame in translator.finish():
             yield frame
         if not translator.complete:
             yield _stream_error_event(api, "the upstream stream ended before it was complete")
-    except httpx.HTTPError as exc:  # httpx_sse.SSEError (not an event stream) is one too
+    except _UPSTREAM_ERRORS as exc:
         logger.warning("upstream stream failed: %s", type(exc).__name__)
         yield _stream_error_event(api, "the upstream stream ended before it was complete")
     finally:
-        await upstream.aclose()
+        upstream.release()
+
+
+async def _read(upstream: aiohttp.ClientResponse) -> bytes:
+    """A failed upstream's body, for its message; unreadable is as good as empty."""
+    try:
+        return await upstream.read()
+    except _UPSTREAM_ERRORS:
+        return b""
+    finally:
+        upstream.release()
 
 
 def _stream_error_event(api: ApiFormat, message: str) -> bytes:
@@ -232,14 +245,14 @@ def _client_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def _upstream_message(upstream: httpx.Response) -> str:
+def _upstream_message(upstream: aiohttp.ClientResponse, body: bytes) -> str:
     try:
-        error = json.loads(upstream.content).get("error")
+        error = json.loads(body).get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return error["message"]
     except (ValueError, AttributeError):
         pass
-    return upstream.reason_phrase or "upstream error"
+    return upstream.reason or "upstream error"
 
 
 _KINDS = {
@@ -253,15 +266,15 @@ _KINDS = {
 }
 
 
-def _upstream_error(target: Target, upstream: httpx.Response) -> RequestError:
-    status = upstream.status_code
+def _upstream_error(target: Target, upstream: aiohttp.ClientResponse, body: bytes) -> RequestError:
+    status = upstream.status
     kind = _KINDS.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return RequestError(
-        f"{target.model_id}: {_upstream_message(upstream)}", status=status, kind=kind
+        f"{target.model_id}: {_upstream_message(upstream, body)}", status=status, kind=kind
     )
 
 
-def _passed_headers(upstream: httpx.Response) -> dict[str, str]:
+def _passed_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
 
 
