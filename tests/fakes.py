@@ -35,10 +35,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from turnout.apis import responses_via_chat
+from turnout.apis.sse import events_of
+
 Api = Literal["openai", "anthropic"]
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
 
 OPENAI_PATH = "/v1/chat/completions"
+OPENAI_RESPONSES_PATH = "/v1/responses"  # the openai fake also speaks the Responses API
 ANTHROPIC_PATH = "/v1/messages"
 _ALNUM = string.ascii_letters + string.digits
 # OpenAI reports finish reasons in its own vocabulary; Anthropic's is the finer one.
@@ -238,15 +242,17 @@ class FakeProvider:
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(Recorded(request.url.path, headers, body))
 
-        path = OPENAI_PATH if self.api == "openai" else ANTHROPIC_PATH
-        if request.method != "POST" or request.url.path != path:
+        paths = (OPENAI_PATH, OPENAI_RESPONSES_PATH) if self.api == "openai" else (ANTHROPIC_PATH,)
+        responses_api = request.url.path == OPENAI_RESPONSES_PATH
+        if request.method != "POST" or request.url.path not in paths:
             return self._error(404, f"Unknown request URL: {request.method} {request.url.path}")
         if (refusal := self._check_auth(headers)) is not None:
             return refusal
         if not isinstance(parsed, dict):
             return self._error(400, "The request body is not valid JSON.")
         # The Messages API also insists on max_tokens; a translating gateway must supply it.
-        required = ("model", "messages") + (("max_tokens",) if self.api == "anthropic" else ())
+        conversation = "input" if responses_api else "messages"
+        required = ("model", conversation) + (("max_tokens",) if self.api == "anthropic" else ())
         for name in required:
             if name not in body:
                 if self.api == "anthropic":
@@ -258,7 +264,7 @@ class FakeProvider:
         if isinstance(outcome, Fault):
             return await self._fault(outcome, body, stream, send)
         await self._wait(outcome.delay)
-        plan = self._plan(outcome, body)
+        plan = _responses_plan(outcome, body) if responses_api else self._plan(outcome, body)
         if not stream:
             return JSONResponse(plan.body, headers=self._ids())
         return self._stream(plan, outcome.gate)
@@ -394,6 +400,28 @@ class FakeProvider:
         if self.api == "openai":
             return _openai_plan(reply, body)
         return _anthropic_plan(reply, body)
+
+
+def _responses_plan(reply: Reply, body: dict[str, Any]) -> _Plan:
+    """The Responses API's shapes, rendered from the chat plan by turnout's own translation.
+
+    That translation's output is checked against the official SDK's Responses types in
+    tests/test_responses_via_chat.py, and test_fakes.py drives this endpoint with the SDK.
+    """
+    model = str(body["model"])
+    chat = {**responses_via_chat.request(body, model), "stream_options": {"include_usage": True}}
+    chat_plan = _openai_plan(reply, chat)
+    translator = responses_via_chat.StreamTranslator(model)
+    frames = [
+        frame
+        for name, data in events_of(event.encode() for event in chat_plan.events)
+        for frame in translator.event(name, data)
+    ]
+    events = [frame.decode() for frame in frames]
+    cut = next(
+        (i + 1 for i, e in enumerate(events) if ".delta" in e.split("\n", 1)[0]), len(events)
+    )
+    return _Plan(responses_via_chat.response(chat_plan.body, model), events, cut)
 
 
 async def _drop(send: Send, *, reset: bool) -> None:

@@ -550,3 +550,15 @@ def test_delay_holds_the_response(fake: FakeProvider) -> None:
     response = httpx.post(endpoint(fake), headers=auth(fake), json=request_body(fake), timeout=5)
     assert response.is_success
     assert time.monotonic() - started >= 0.2
+
+
+def test_the_openai_fake_speaks_the_responses_api_to_the_sdk() -> None:
+    with FakeProvider("openai") as fake:
+        client = openai.OpenAI(base_url=fake.url + "/v1", api_key="test-key", max_retries=0)
+        fake.queue(Reply("Plain answer."), Reply("streamed answer", chunks=3))
+        response = client.responses.create(model="gpt-4o", input="hi")
+        assert response.output_text == "Plain answer."
+        with client.responses.stream(model="gpt-4o", input="hi") as stream:
+            final = stream.get_final_response()
+        assert final.output_text == "streamed answer"
+        assert [r.path for r in fake.requests] == ["/v1/responses", "/v1/responses"]

@@ -37,6 +37,9 @@ model_providers:
     base_url: {openai_url}
     access_key: $KEY
     timeouts: {{connect: 1, read: 1}}
+  - model: vllm/qwen3
+    base_url: {openai_url}
+    access_key: $KEY
   - model: anthropic/claude-sonnet-4-20250514
     base_url: {anthropic_url}
     access_key: $KEY
@@ -356,6 +359,25 @@ def test_openai_tool_round_trip_through_an_anthropic_model(
     assert (result["type"], result["tool_use_id"]) == ("tool_result", call.id)
 
 
+def test_images_reach_an_anthropic_model(
+    oai: openai.OpenAI, anthropic_upstream: FakeProvider
+) -> None:
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    content = [
+        {"type": "text", "text": "what is in these?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+    ]
+    oai.chat.completions.create(
+        model="claude-haiku-4-5",
+        messages=[{"role": "user", "content": content}],
+        extra_body={"routing_preferences": []},  # no routes: the request's own model
+    )
+    blocks = anthropic_upstream.requests[-1].body["messages"][0]["content"]
+    assert blocks[1]["source"] == {"type": "base64", "media_type": "image/png", "data": png}
+    assert blocks[2]["source"] == {"type": "url", "url": "https://example.com/cat.jpg"}
+
+
 def test_anthropic_sdk_reaches_an_openai_model(
     claude: anthropic.Anthropic, upstream: FakeProvider
 ) -> None:
@@ -410,14 +432,34 @@ def test_a_truncated_translated_stream_ends_with_an_error_event(
     assert "event: message_stop" not in lines
 
 
-def test_responses_api_to_an_openai_chat_model(oai: openai.OpenAI, upstream: FakeProvider) -> None:
+def test_responses_api_passes_through_to_openai_untouched(
+    oai: openai.OpenAI, upstream: FakeProvider
+) -> None:
+    upstream.queue(Reply("Native Responses."), Reply("streamed natively", chunks=3))
+    response = oai.responses.create(
+        model="gpt-4o-mini",
+        instructions="Be brief.",
+        input="hello!",
+        extra_body={"previous_response_id": "resp_earlier", "some_future_field": 1},
+    )
+    assert response.output_text == "Native Responses."
+    sent = upstream.requests[-1]
+    assert sent.path == "/v1/responses"
+    assert (
+        sent.body["previous_response_id"] == "resp_earlier" and sent.body["some_future_field"] == 1
+    )
+    assert sent.body["model"] == "gpt-4o-mini" and sent.body["instructions"] == "Be brief."
+    with oai.responses.stream(model="gpt-4o-mini", input="hi there!") as stream:
+        assert stream.get_final_response().output_text == "streamed natively"
+
+
+def test_responses_api_to_a_chat_only_server(oai: openai.OpenAI, upstream: FakeProvider) -> None:
     upstream.queue(Reply("Answered via chat."))
-    response = oai.responses.create(model="gpt-4o-mini", instructions="Be brief.", input="hello!")
+    response = oai.responses.create(model="vllm/qwen3", instructions="Be brief.", input="hello!")
     assert response.output_text == "Answered via chat."
-    assert response.usage is not None and response.usage.output_tokens > 0
-    sent = upstream.requests[-1].body
-    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
-    assert sent["model"] == "gpt-4o-mini"
+    sent = upstream.requests[-1]
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body["messages"][0] == {"role": "system", "content": "Be brief."}
 
 
 def test_responses_api_streams_from_an_anthropic_model(

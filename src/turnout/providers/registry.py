@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Api = Literal["openai_chat", "anthropic_messages"]
+Api = Literal["openai_chat", "anthropic_messages", "openai_responses"]
 Auth = Literal["bearer", "x-api-key", "api-key"]
 
 
@@ -14,10 +14,11 @@ class ProviderSpec:
     api: Api
     base_url: str | None  # None: the config must give one (self-hosted, per-tenant)
     auth: Auth = "bearer"
+    responses: bool = False  # also serves the Responses API at /responses
 
 
 PROVIDERS: dict[str, ProviderSpec] = {
-    "openai": ProviderSpec("openai_chat", "https://api.openai.com/v1"),
+    "openai": ProviderSpec("openai_chat", "https://api.openai.com/v1", responses=True),
     "anthropic": ProviderSpec("anthropic_messages", "https://api.anthropic.com/v1", "x-api-key"),
     "azure_openai": ProviderSpec("openai_chat", None, "api-key"),
     "gemini": ProviderSpec(

@@ -18,7 +18,11 @@ from turnout.providers.registry import (
     ProviderSpec,
 )
 
-_ENDPOINTS: dict[Api, str] = {"openai_chat": "/chat/completions", "anthropic_messages": "/messages"}
+_ENDPOINTS: dict[Api, str] = {
+    "openai_chat": "/chat/completions",
+    "anthropic_messages": "/messages",
+    "openai_responses": "/responses",
+}
 
 
 class TargetError(Exception):
@@ -59,11 +63,11 @@ def _base_url(provider: ModelProvider, spec: ProviderSpec) -> str:
     return configured if urlsplit(configured).path else configured + "/v1"
 
 
-def _url(provider: ModelProvider, spec: ProviderSpec, model: str) -> str:
+def _url(provider: ModelProvider, spec: ProviderSpec, model: str, api: Api) -> str:
     base = _base_url(provider, spec)
     if spec.auth == "api-key":  # Azure: one deployment per model, the API version in the query
         return f"{base.removesuffix('/v1')}/openai/deployments/{model}/chat/completions?api-version={AZURE_API_VERSION}"
-    return base + _ENDPOINTS[spec.api]
+    return base + _ENDPOINTS[api]
 
 
 def _auth_headers(spec: ProviderSpec, key: str) -> dict[str, str]:
@@ -74,8 +78,12 @@ def _auth_headers(spec: ProviderSpec, key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-def target_for(config: Config, model_id: str, client_key: str | None) -> Target:
-    """How to call `model_id`; `client_key` is the caller's own credential, for passthrough_auth."""
+def target_for(
+    config: Config, model_id: str, client_key: str | None, client_api: str = "openai_chat"
+) -> Target:
+    """How to call `model_id` for a client of `client_api`; `client_key` is the caller's own
+    credential, for passthrough_auth. A provider that also speaks the client's API is called in
+    it, so nothing needs translating."""
     provider = config.provider_for(model_id)
     if provider is None:
         raise TargetError(f"{model_id} is not a configured model")
@@ -91,10 +99,13 @@ def target_for(config: Config, model_id: str, client_key: str | None) -> Target:
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
     if provider.http_host:
         headers["host"] = provider.http_host
+    api: Api = (
+        "openai_responses" if client_api == "openai_responses" and spec.responses else spec.api
+    )
     timeout = aiohttp.ClientTimeout(
         sock_connect=provider.timeouts.connect, sock_read=provider.timeouts.read
     )
-    return Target(model_id, model, spec.api, _url(provider, spec, model), headers, timeout)
+    return Target(model_id, model, api, _url(provider, spec, model, api), headers, timeout)
 
 
 class UpstreamPool:

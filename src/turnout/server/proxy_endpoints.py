@@ -80,7 +80,7 @@ class Proxy:
         attempts = Attempts()
         for model_id in self.cooldowns.order(_candidates(decision, own_model))[:MAX_ATTEMPTS]:
             try:
-                target = target_for(config, model_id, client_key)
+                target = target_for(config, model_id, client_key, api.name)
             except TargetError as exc:
                 attempts.last_error = RequestError(str(exc), status=500, kind="api_error")
                 continue
