@@ -175,7 +175,8 @@ class _Plan:
 class FakeProvider:
     """A fake OpenAI or Anthropic API on 127.0.0.1, served by uvicorn in a daemon thread."""
 
-    def __init__(self, api: Api, api_key: str = "test-key") -> None:
+    def __init__(self, api: Api, api_key: str | None = "test-key") -> None:
+        """`api_key` None: no key is asked for, as a self-hosted vLLM server without --api-key."""
         if api not in ("openai", "anthropic"):
             raise ValueError(f"unknown api {api!r}")
         self.api: Api = api
@@ -270,6 +271,8 @@ class FakeProvider:
         return self._stream(plan, outcome.gate)
 
     def _check_auth(self, headers: dict[str, str]) -> Response | None:
+        if self.api_key is None:
+            return None
         if self.api == "openai":
             given = headers.get("authorization", "")
             if not given.startswith("Bearer "):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from turnout.apis.errors import RequestError
 from turnout.config import parse_config
 from turnout.routing.conversation import RoutingRequest, Turn
-from turnout.routing.decision import RoutingService
+from turnout.routing.decision import Decision, RoutingService
 from turnout.routing.embedded import EmbeddedRouter
 
 CONFIG = """
@@ -36,8 +38,12 @@ def request(text: str, model: str | None = None, prefs: list | None = None) -> R
     return RoutingRequest(model=model, turns=(Turn("user", text),), routing_preferences=prefs)
 
 
+def decide(service: RoutingService, routing_request: RoutingRequest) -> Decision:
+    return asyncio.run(service.decide(routing_request))
+
+
 def test_a_route_answers_its_models_with_aliases_resolved(service: RoutingService) -> None:
-    decision = service.decide(request("Write a Python function that reverses a list"))
+    decision = decide(service, request("Write a Python function that reverses a list"))
     assert decision.route == "code_generation"
     assert decision.models == ["openai/gpt-4o", "anthropic/claude-sonnet-4-20250514"]
     assert decision.router == "embedded" and decision.latency_ms > 0
@@ -56,7 +62,7 @@ def test_a_route_answers_its_models_with_aliases_resolved(service: RoutingServic
 def test_no_route_answers_the_requests_model_or_the_default(
     service: RoutingService, model: str | None, expected: str
 ) -> None:
-    decision = service.decide(request("hello there!", model))
+    decision = decide(service, request("hello there!", model))
     assert decision.route is None
     assert decision.models == [expected]
 
@@ -69,7 +75,7 @@ def test_inline_preferences_replace_the_configured_routes(service: RoutingServic
             "models": ["x/y"],
         }
     ]
-    decision = service.decide(request("Translate 'good morning' into Italian", prefs=prefs))
+    decision = decide(service, request("Translate 'good morning' into Italian", prefs=prefs))
     assert (decision.route, decision.models) == ("translate", ["x/y"])
 
 
@@ -89,7 +95,7 @@ def test_invalid_inline_preferences_are_a_request_error(
     service: RoutingService, prefs: list
 ) -> None:
     with pytest.raises(RequestError) as caught:
-        service.decide(request("hi", prefs=prefs))
+        decide(service, request("hi", prefs=prefs))
     assert caught.value.status == 400
     assert caught.value.param and caught.value.param.startswith("routing_preferences")
 
@@ -99,7 +105,7 @@ def test_inline_preferences_are_bounded_so_one_body_cannot_stall_the_router(
 ) -> None:
     many_routes = [{"name": f"r{i}", "description": "d", "models": ["m"]} for i in range(65)]
     with pytest.raises(RequestError, match="at most 64 routes"):
-        service.decide(request("hi", prefs=many_routes))
+        decide(service, request("hi", prefs=many_routes))
     many_examples = [{"name": "r", "description": "d", "models": ["m"], "examples": ["e"] * 1001}]
     with pytest.raises(RequestError, match="at most 1000 examples"):
-        service.decide(request("hi", prefs=many_examples))
+        decide(service, request("hi", prefs=many_examples))

@@ -123,9 +123,12 @@ def test_explain_adds_scores_and_reason(gateway: httpx.Client) -> None:
     assert body["reason"] and body["router"] == "embedded"
 
 
-def test_without_explain_the_body_is_exactly_the_decision(gateway: httpx.Client) -> None:
+def test_without_explain_the_body_is_the_decision_and_the_router_that_made_it(
+    gateway: httpx.Client,
+) -> None:
     response = gateway.post("/routing/v1/chat/completions", json=chat(CODE_PROMPT))
-    assert set(response.json()) == {"models", "route", "trace_id"}
+    assert set(response.json()) == {"models", "route", "trace_id", "router"}
+    assert response.json()["router"] == "embedded"
 
 
 def test_routing_preferences_are_not_treated_as_conversation(gateway: httpx.Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import math
@@ -20,7 +21,12 @@ from turnout.config import Config, ConfigError, load_config
 from turnout.routing.conversation import RoutingRequest, Turn
 
 if TYPE_CHECKING:
-    from turnout.routing.decision import RoutingService
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from turnout.providers.upstream import UpstreamPool
+    from turnout.routing.decision import Decision, RoutingService
+    from turnout.routing.llm import LlmRouter
 
 logger = logging.getLogger("turnout")
 
@@ -37,20 +43,51 @@ def _load(path: str) -> Config:
     return config
 
 
-def _routing_service(config: Config) -> RoutingService:
+class StartupError(Exception):
+    """The gateway cannot start on this config; the message says why."""
+
+
+def _routing_service(config: Config, pool: UpstreamPool) -> RoutingService:
     from turnout.routing.decision import RoutingService
     from turnout.routing.embedded import EmbeddedRouter
     from turnout.routing.embedder import Embedder
 
-    if config.overrides.llm_routing_model:
-        logger.warning(
-            "overrides.llm_routing_model (%s): the LLM router is not available in this version; "
-            "routing with the embedded router",
-            config.overrides.llm_routing_model,
-        )
-    service = RoutingService(config, EmbeddedRouter(Embedder(config.embedded_router.threads)))
+    service = RoutingService(
+        config, EmbeddedRouter(Embedder(config.embedded_router.threads)), _llm_router(config, pool)
+    )
     service.prepare()
     return service
+
+
+def _llm_router(config: Config, pool: UpstreamPool) -> LlmRouter | None:
+    from turnout.providers.upstream import TargetError
+    from turnout.routing.llm import LlmRouter
+
+    if config.llm_router_model is None:
+        return None
+    try:
+        router = LlmRouter(config, pool)
+    except TargetError as exc:
+        raise StartupError(f"overrides.llm_routing_model: {exc}") from exc
+    if router.target.api != "openai_chat":
+        raise StartupError(
+            f"overrides.llm_routing_model: {router.model_id} must be served by an "
+            "OpenAI-compatible endpoint (a vLLM, Ollama or llama.cpp server, say)"
+        )
+    return router
+
+
+def _describe_routers(service: RoutingService) -> str:
+    embedded = (
+        f"embedded (all-MiniLM-L6-v2 int8, {service.config.embedded_router.threads} thread(s))"
+    )
+    llm = service.llm_router
+    if llm is None:
+        return embedded
+    return (
+        f"llm {llm.model_id} at {llm.target.url} ({llm.prompt.name} prompt, "
+        f"{llm.timeout:g}s timeout), falling back to {embedded}"
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -68,10 +105,6 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from turnout.server.app import create_app
-
     started = time.perf_counter()
     config = _load(args.config)
     port = args.port or config.model_port
@@ -79,21 +112,71 @@ def cmd_up(args: argparse.Namespace) -> int:
         listener = _bind(args.host, port)
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{port}: {exc.strerror or exc}")
-    service = _routing_service(config)
-    routes = ", ".join(r.name for r in config.routing_preferences) or "none"
     logger.info("turnout %s: config %s", __version__, args.config)
-    logger.info(
-        "router: embedded (all-MiniLM-L6-v2 int8, %d thread(s)); routes: %s",
-        config.embedded_router.threads,
-        routes,
-    )
-    logger.info("ready in %.1fs on http://%s:%d", time.perf_counter() - started, args.host, port)
-    # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM is a clean stop.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning"))
-    server.run(sockets=[listener])
+    if args.workers > 1:
+        _serve_workers(args, listener)
+    else:
+        _serve(args, config, listener, started)
     logger.info("stopped")
     return 0
+
+
+def _server_config(app: object, args: argparse.Namespace, **options: object) -> uvicorn.Config:
+    import uvicorn
+
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level="warning",
+        timeout_graceful_shutdown=args.shutdown_grace,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _serve(
+    args: argparse.Namespace, config: Config, listener: socket.socket, started: float
+) -> None:
+    import uvicorn
+
+    from turnout.providers.upstream import UpstreamPool
+    from turnout.server.app import create_app
+
+    pool = UpstreamPool()
+    service = _routing_service(config, pool)
+    routes = ", ".join(r.name for r in config.routing_preferences) or "none"
+    logger.info("router: %s; routes: %s", _describe_routers(service), routes)
+    logger.info(
+        "ready in %.1fs on http://%s:%d", time.perf_counter() - started, *listener.getsockname()[:2]
+    )
+    # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM is a clean stop.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    server = uvicorn.Server(_server_config(create_app(service, pool), args))
+    server.run(sockets=[listener])
+
+
+def _serve_workers(args: argparse.Namespace, listener: socket.socket) -> None:
+    """N processes accept on the one socket; each loads its own router (about 290 MB each)."""
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[CONFIG_PATH_VARIABLE] = str(Path(args.config).resolve())
+    config = _server_config("turnout.cli:worker_app", args, factory=True, workers=args.workers)
+    logger.info("starting %d workers on http://%s:%d", args.workers, *listener.getsockname()[:2])
+    Multiprocess(config, sockets=[listener]).run()
+
+
+CONFIG_PATH_VARIABLE = "TURNOUT_WORKER_CONFIG"
+
+
+def worker_app() -> Starlette:
+    """The app of one `--workers` process, built from the config path its parent passed on."""
+    from turnout.providers.upstream import UpstreamPool
+    from turnout.server.app import create_app
+
+    _configure_logging()
+    config = _load(os.environ[CONFIG_PATH_VARIABLE])
+    pool = UpstreamPool()
+    service = _routing_service(config, pool)
+    logger.info("worker %d: router %s", os.getpid(), _describe_routers(service))
+    return create_app(service, pool)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -131,13 +214,24 @@ def cmd_route(args: argparse.Namespace) -> int:
         turns = _request_turns(args)
     except (ValueError, RequestError) as exc:
         return _fail(str(exc))
-    decision = _routing_service(config).decide(RoutingRequest(model=None, turns=turns))
+    decision = asyncio.run(_decide_once(config, RoutingRequest(model=None, turns=turns)))
     print(f"route:  {decision.route or '(none)'}")
     print(f"models: {', '.join(decision.models)}")
+    print(f"router: {decision.router}" + _fallback_note(decision))
     print(f"reason: {decision.reason}")
     for name, score in sorted(decision.scores.items(), key=lambda item: -item[1]):
         print(f"  {score:7.4f}  {name}")
     return 0
+
+
+async def _decide_once(config: Config, request: RoutingRequest) -> Decision:
+    from turnout.providers.upstream import UpstreamPool
+
+    pool = UpstreamPool()
+    try:
+        return await _routing_service(config, pool).decide(request)
+    finally:
+        await pool.aclose()
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -170,6 +264,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fallback_note(decision: Decision) -> str:
+    if decision.router_fallback is None:
+        return ""
+    return f" (the LLM router did not decide: {decision.router_fallback})"
+
+
 def _finite(value: object) -> object:
     """JSON has no Infinity or NaN (a threshold may be -inf): write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -190,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("config")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, help="override the model listener's port")
+    up.add_argument(
+        "--workers", type=_positive_int, default=1, help="worker processes sharing the port"
+    )
+    up.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="after SIGTERM, how long in-flight requests and streams may finish (default 30)",
+    )
     up.set_defaults(handler=cmd_up)
 
     validate = commands.add_parser("validate", help="load and check a config")
@@ -216,13 +326,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _configure_logging()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except ConfigError as exc:
         return _fail(f"invalid config {exc.source}:\n{exc}", code=1)
+    except StartupError as exc:
+        return _fail(str(exc), code=1)
     except KeyboardInterrupt:
         return 130

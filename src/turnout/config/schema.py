@@ -320,8 +320,16 @@ class EmbeddedRouterSettings(Section):
     threads: Annotated[int, Field(ge=1)] = 1
 
 
+class LlmRouterSettings(Section):
+    """Calling the LLM router named by `overrides.llm_routing_model` (turnout extension, `routing.llm`)."""
+
+    timeout_seconds: Annotated[float, Field(gt=0)] = 1.0  # then the embedded router decides
+    failures_to_open: Annotated[int, Field(ge=1)] = 3  # failures in a row that open the breaker
+    cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0  # skip the router this long, then probe
+
+
 class Routing(Section):
-    """Plano's `routing` section (session pinning), plus turnout's `embedded` router settings."""
+    """Plano's `routing` section (session pinning), plus turnout's router settings."""
 
     plano_only = frozenset({"llm_provider", "model", "model_provider"})
 
@@ -329,18 +337,22 @@ class Routing(Section):
     session_max_entries: Annotated[int, Field(ge=1, le=10000)] = 10000
     session_cache: SessionCache = SessionCache()
     embedded: EmbeddedRouterSettings = EmbeddedRouterSettings()
+    llm: LlmRouterSettings = LlmRouterSettings()
     llm_provider: Any = None
     model: Any = None
     model_provider: Any = None
 
 
 class Overrides(Section):
-    """Plano's global overrides. turnout reads `llm_routing_model`; any other key is accepted and
-    ignored, because Plano's own schema leaves this section open."""
+    """Plano's global overrides. turnout reads `llm_routing_model` and its own
+    `llm_routing_prompt`; any other key is accepted and ignored, because Plano's own schema leaves
+    this section open."""
 
     model_config = ConfigDict(extra="allow")
 
     llm_routing_model: str | None = None
+    # turnout extension: the router model's prompt format, when its name does not tell
+    llm_routing_prompt: Literal["arch_router_v1", "plano_orchestrator_v1"] | None = None
 
 
 class RateLimitSelector(Section):
@@ -493,9 +505,17 @@ class Config(Section):
 
     @property
     def default_model(self) -> str | None:
-        """The provider marked `default: true`, else the first configured model."""
+        """The provider marked `default: true`, else the first configured model that is not the
+        router model."""
         marked = next((p.model for p in self.model_providers if p.default), None)
-        return marked or next(iter(self.model_ids()), None)
+        router = self.llm_router_model
+        return marked or next((m for m in self.model_ids() if m != router), None)
+
+    @property
+    def llm_router_model(self) -> str | None:
+        """The configured model the LLM router runs on, when `overrides.llm_routing_model` names one."""
+        name = self.overrides.llm_routing_model
+        return self.resolve_model(name) if name else None
 
     def model_ids(self) -> list[str]:
         """Configured model ids in file order; `provider/*` wildcards are not ids."""

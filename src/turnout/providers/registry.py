@@ -33,6 +33,9 @@ PROVIDERS: dict[str, ProviderSpec] = {
     "openrouter": ProviderSpec("openai_chat", "https://openrouter.ai/api/v1"),
     "ollama": ProviderSpec("openai_chat", None),
     "vllm": ProviderSpec("openai_chat", None),
+    # Plano's router models (Arch-Router, Plano-Orchestrator), self-hosted; `arch` is the old name.
+    "plano": ProviderSpec("openai_chat", None),
+    "arch": ProviderSpec("openai_chat", None),
 }
 
 INTERFACES: dict[str, Api] = {"openai": "openai_chat", "anthropic": "anthropic_messages"}

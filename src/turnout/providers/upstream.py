@@ -117,6 +117,7 @@ class UpstreamPool:
 
     def __init__(self) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self.closed = False
 
     def session_for(self, url: str) -> aiohttp.ClientSession:
         parts = urlsplit(url)
@@ -132,6 +133,7 @@ class UpstreamPool:
         return session
 
     async def aclose(self) -> None:
+        self.closed = True
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from turnout.apis.errors import RequestError
 from turnout.config import Config, ConfigError, RoutingPreference, parse_routing_preferences
-from turnout.routing.conversation import RoutingRequest
+from turnout.routing.conversation import RoutingRequest, Turn
 from turnout.routing.embedded import Classification, EmbeddedRouter
+from turnout.routing.llm import LlmRouter, RouterUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,9 +21,10 @@ class Decision:
     models: list[str]
     route: str | None
     reason: str
-    router: str
+    router: str  # the router that decided: "embedded" or "llm"
     scores: dict[str, float] = field(default_factory=dict)
     latency_ms: float = 0.0
+    router_fallback: str | None = None  # why the LLM router did not decide, when it was asked
 
 
 MAX_INLINE_ROUTES = 64
@@ -44,19 +47,28 @@ def _check_inline_size(routes: list[RoutingPreference]) -> None:
 
 
 class RoutingService:
-    """Applies the router to a request and turns its classification into candidate models."""
+    """Applies the routers to a request and turns their classification into candidate models.
 
-    def __init__(self, config: Config, router: EmbeddedRouter) -> None:
+    With an LLM router configured it is asked first; the embedded router decides whenever it
+    cannot (down, slow, unreadable, its circuit open), so a decision is always made.
+    """
+
+    def __init__(
+        self, config: Config, router: EmbeddedRouter, llm_router: LlmRouter | None = None
+    ) -> None:
         self.config = config
         self.router = router
+        self.llm_router = llm_router
+        self.prepared = False
 
     @property
     def router_kind(self) -> str:
-        return self.router.kind
+        return self.router.kind if self.llm_router is None else self.llm_router.kind
 
     def prepare(self) -> None:
         """Index the configured routes now, so the first request pays no start-up cost."""
         self.router.prepare(self.config.routing_preferences)
+        self.prepared = True
 
     def routes_for(self, request: RoutingRequest) -> list[RoutingPreference]:
         if request.routing_preferences is None:
@@ -72,21 +84,44 @@ class RoutingService:
         _check_inline_size(routes)
         return routes
 
-    def decide(self, request: RoutingRequest) -> Decision:
-        return self.decide_among(request, self.routes_for(request))
-
-    def decide_among(self, request: RoutingRequest, routes: list[RoutingPreference]) -> Decision:
-        """The decision over `routes` (from `routes_for`), for callers that looked at them first."""
+    async def decide(self, request: RoutingRequest) -> Decision:
+        routes = self.routes_for(request)
         started = time.perf_counter()
-        classification = self.router.classify(request.turns, routes)
-        latency_ms = (time.perf_counter() - started) * 1000
+        fallback = None
+        if routes and self.llm_router is not None:
+            try:
+                classification = await self.llm_router.classify(request.turns, routes)
+                return self._decision(classification, routes, request, "llm", started)
+            except RouterUnavailable as exc:
+                fallback = exc.reason
+        classification = await self._classify_embedded(request.turns, routes)
+        return self._decision(classification, routes, request, "embedded", started, fallback)
+
+    async def _classify_embedded(
+        self, turns: Sequence[Turn], routes: list[RoutingPreference]
+    ) -> Classification:
+        """Embedding is CPU work, so it runs off the event loop; with no routes there is none."""
+        if not routes:
+            return self.router.classify(turns, routes)
+        return await asyncio.to_thread(self.router.classify, turns, routes)
+
+    def _decision(
+        self,
+        classification: Classification,
+        routes: list[RoutingPreference],
+        request: RoutingRequest,
+        router: str,
+        started: float,
+        fallback: str | None = None,
+    ) -> Decision:
         return Decision(
             models=self._candidates(classification, routes, request.model),
             route=classification.route,
             reason=classification.reason,
-            router=self.router.kind,
+            router=router,
             scores=classification.scores,
-            latency_ms=latency_ms,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            router_fallback=fallback,
         )
 
     def _candidates(

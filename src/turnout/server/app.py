@@ -75,12 +75,38 @@ def _models_body(config: Config) -> dict[str, object]:
     }
 
 
-def create_app(service: RoutingService) -> Starlette:
+def _readiness(service: RoutingService, pool: UpstreamPool) -> dict[str, object]:
+    body: dict[str, object] = {
+        "config": True,
+        "router": service.prepared,
+        "upstream_pool": not pool.closed,
+    }
+    if service.llm_router is not None:
+        body["llm_router"] = {
+            "model": service.llm_router.model_id,
+            "circuit": service.llm_router.breaker.state,
+        }
+    return body
+
+
+def create_app(service: RoutingService, pool: UpstreamPool | None = None) -> Starlette:
+    """`pool` is shared with the LLM router when there is one; the app closes it on shutdown."""
     config = service.config
     limit = config.max_body_bytes
+    pool = pool or UpstreamPool()
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "router": service.router_kind})
+
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready to serve: the LLM router's state is reported, not required, since the embedded
+        router stands in for it."""
+        checks = _readiness(service, pool)
+        ready = service.prepared and not pool.closed
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", **checks},
+            status_code=200 if ready else 503,
+        )
 
     async def models(request: Request) -> JSONResponse:
         return JSONResponse(_models_body(config))
@@ -91,7 +117,6 @@ def create_app(service: RoutingService) -> Starlette:
 
         return endpoint
 
-    pool = UpstreamPool()
     proxy = Proxy(service, pool, Cooldowns())
 
     def proxy_endpoint(api: ApiFormat):
@@ -113,7 +138,7 @@ def create_app(service: RoutingService) -> Starlette:
         Route(path, proxy_endpoint(API_FORMATS[name]), methods=["POST"])
         for path, name in PROXY_ENDPOINTS.items()
     ]
-    routes += [Route("/healthz", healthz), Route("/v1/models", models)]
+    routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/v1/models", models)]
     return Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -32,7 +32,6 @@ from turnout.providers.failover import (
 from turnout.providers.upstream import Target, TargetError, UpstreamPool, target_for
 from turnout.routing.decision import Decision, RoutingService
 from turnout.server.body import read_json
-from turnout.server.routing_endpoints import decide
 
 logger = logging.getLogger("turnout.proxy")
 
@@ -67,7 +66,7 @@ class Proxy:
         body = await read_json(request, config.max_body_bytes)
         routing_request = api.parse_routing_request(body)
         assert isinstance(body, dict)  # parse_routing_request refuses anything else
-        decision = await decide(self.service, routing_request)
+        decision = await self.service.decide(routing_request)
         own_model = config.resolve_model(routing_request.model) if routing_request.model else None
         if decision.route is None and routing_request.model and own_model is None:
             configured = ", ".join(config.model_ids())
@@ -278,19 +277,23 @@ def _passed_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
     return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
 
 
-def _turnout_headers(target: Target, decision: Decision, attempts: Attempts) -> dict[str, str]:
-    headers = {"x-turnout-model": target.model_id, "x-turnout-attempts": str(len(attempts.tried))}
+def _decision_headers(decision: Decision, attempts: Attempts) -> dict[str, str]:
+    headers = {"x-turnout-attempts": str(len(attempts.tried)), "x-turnout-router": decision.router}
     if decision.route:
         headers["x-turnout-route"] = decision.route
+    if decision.router_fallback:
+        headers["x-turnout-router-fallback"] = decision.router_fallback
     return headers
+
+
+def _turnout_headers(target: Target, decision: Decision, attempts: Attempts) -> dict[str, str]:
+    return {"x-turnout-model": target.model_id, **_decision_headers(decision, attempts)}
 
 
 def _error_response(
     api: ApiFormat, error: RequestError, decision: Decision, attempts: Attempts
 ) -> Response:
-    headers = {"x-turnout-attempts": str(len(attempts.tried))}
-    if decision.route:
-        headers["x-turnout-route"] = decision.route
+    headers = _decision_headers(decision, attempts)
     return Response(
         json.dumps(api.error_body(error)),
         status_code=error.status,
