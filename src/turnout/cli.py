@@ -172,7 +172,7 @@ def worker_app() -> Starlette:
     from turnout.server.app import create_app
 
     _configure_logging()
-    config = _load(os.environ[CONFIG_PATH_VARIABLE])
+    config = load_config(os.environ[CONFIG_PATH_VARIABLE])  # its warnings were logged once, above
     pool = UpstreamPool()
     service = _routing_service(config, pool)
     logger.info("worker %d: router %s", os.getpid(), _describe_routers(service))

@@ -1,0 +1,192 @@
+"""`turnout up` as a deployment runs it: several workers on one port, and a SIGTERM that lets
+in-flight requests and streams finish before the process exits."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ROOT, free_port
+from fakes import FakeProvider, Reply
+
+CONFIG = """
+version: v0.4.0
+listeners:
+  - type: model
+    port: 12000
+model_providers:
+  - model: openai/gpt-4o-mini
+    base_url: {upstream}
+    access_key: test-key
+    default: true
+"""
+
+
+CUT = "(connection closed mid-stream)"
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[str], url: str, log: Path) -> None:
+        self.process = process
+        self.url = url
+        self._log = log
+
+    def log(self) -> str:
+        return self._log.read_text("utf-8")
+
+    def stop(self, timeout: float = 20) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail(f"still running {timeout} s after SIGTERM:\n{self.log()}")
+
+
+def start(tmp_path: Path, upstream: str, *options: str) -> Served:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(upstream=upstream))
+    port = free_port()
+    log = tmp_path / "stderr"
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "turnout", "up", str(config), "--port", str(port), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            cwd=ROOT,
+        )
+    served = Served(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, f"exited {process.returncode}:\n{served.log()}"
+        try:
+            if httpx.get(f"{served.url}/readyz", timeout=1).status_code == 200:
+                return served
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"not ready in 60 s:\n{served.log()}"
+        time.sleep(0.1)
+
+
+@pytest.fixture()
+def upstream() -> Iterator[FakeProvider]:
+    with FakeProvider("openai") as fake:
+        yield fake
+
+
+def stream_in_thread(url: str, lines: list[str]) -> threading.Thread:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+    }
+
+    def read() -> None:
+        try:
+            with httpx.stream(
+                "POST", f"{url}/v1/chat/completions", json=body, timeout=30
+            ) as response:
+                lines.extend(line for line in response.iter_lines() if line)
+        except httpx.RemoteProtocolError:
+            lines.append(CUT)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for(condition, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def refuses_connections(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=1)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def test_sigterm_stops_new_connections_but_lets_a_stream_in_flight_finish(
+    tmp_path: Path, upstream: FakeProvider
+) -> None:
+    served = start(tmp_path, upstream.url)
+    gate = threading.Event()
+    upstream.queue(Reply("one two three four", chunks=4, gate=gate))
+    lines: list[str] = []
+    reader = stream_in_thread(served.url, lines)
+    wait_for(lambda: upstream.open_streams == 1, "the stream to start")
+
+    served.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: refuses_connections(served.url), "the listener to close")
+    assert served.process.poll() is None  # still finishing the stream
+    gate.set()
+    reader.join(timeout=15)
+
+    assert served.process.wait(timeout=15) == 0, served.log()
+    assert lines[-1] == "data: [DONE]"
+    text = "".join(re.findall(r'"content":"([^"]*)"', "".join(lines)))
+    assert text == "one two three four"
+
+
+def test_a_stream_longer_than_the_grace_period_is_cut_and_the_process_exits(
+    tmp_path: Path, upstream: FakeProvider
+) -> None:
+    served = start(tmp_path, upstream.url, "--shutdown-grace", "1")
+    upstream.queue(Reply("never finished", chunks=2, gate=threading.Event()))
+    lines: list[str] = []
+    reader = stream_in_thread(served.url, lines)
+    wait_for(lambda: upstream.open_streams == 1, "the stream to start")
+
+    assert served.stop() == 0, served.log()
+    reader.join(timeout=10)
+    assert lines[-1] == CUT
+
+
+def test_workers_share_the_port_and_stop_together(tmp_path: Path, upstream: FakeProvider) -> None:
+    served = start(tmp_path, upstream.url, "--workers", "2")
+    wait_for(lambda: len(set(re.findall(r"worker (\d+):", served.log()))) == 2, "two workers", 60)
+    workers = {int(pid) for pid in re.findall(r"worker (\d+):", served.log())}
+
+    replies = [
+        httpx.post(
+            f"{served.url}/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"n{i}"}]},
+            timeout=10,
+        )
+        for i in range(6)
+    ]
+    assert [r.status_code for r in replies] == [200] * 6
+
+    assert served.stop(timeout=30) == 0, served.log()
+    for pid in workers:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "two"])
+def test_a_bad_worker_count_is_refused(workers: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "turnout", "up", "missing.yaml", "--workers", workers],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "--workers" in result.stderr and "Traceback" not in result.stderr
