@@ -473,6 +473,33 @@ def test_up_refuses_an_invalid_config(tmp_path: Path) -> None:
     assert "routing_preferences[1].name: duplicate route name 'complex_reasoning'" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        (
+            {"ANTHROPIC_API_KEY": "sk-x"},
+            "anthropic/claude-sonnet-4-20250514 must be served by an OpenAI-compatible endpoint",
+        ),
+        ({}, "no API key for anthropic/claude-sonnet-4-20250514"),
+    ],
+)
+def test_up_refuses_a_router_model_it_cannot_call(
+    tmp_path: Path, env: dict[str, str], problem: str
+) -> None:
+    config = edited_demo(
+        tmp_path,
+        (
+            "version: v0.4.0",
+            "version: v0.4.0\noverrides:\n  llm_routing_model: claude-sonnet-4-20250514",
+        ),
+    )
+    result = turnout("up", config, "--port", str(free_port()), env=cli_env(**env), timeout=60)
+
+    assert_clean_failure(result)
+    assert f"overrides.llm_routing_model: {problem}" in result.stderr
+    assert "sk-x" not in result.stderr
+
+
 def test_up_refuses_a_port_in_use() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from conftest import ServerThread, free_port
+
+from turnout.config import Config
+from turnout.routing.decision import RoutingService
+from turnout.routing.embedded import EmbeddedRouter
+from turnout.server.app import create_app
 
 CODE_PROMPT = "Write a Python function that implements binary search on a sorted array"
 REASONING_PROMPT = (
@@ -148,6 +154,25 @@ def test_healthz_and_models(gateway: httpx.Client) -> None:
         "openai/gpt-4o",
         "anthropic/claude-sonnet-4-20250514",
     ]
+
+
+def test_readyz_is_503_until_the_router_is_indexed(
+    demo_config: Config, router: EmbeddedRouter
+) -> None:
+    service = RoutingService(demo_config, router)
+    with ServerThread(create_app(service), free_port()) as server:
+        before = httpx.get(f"{server.url}/readyz")
+        service.prepare()
+        after = httpx.get(f"{server.url}/readyz")
+        alive = httpx.get(f"{server.url}/healthz")
+
+    assert (before.status_code, before.json()["status"]) == (503, "not_ready")
+    assert before.json()["router"] is False
+    assert (after.status_code, after.json()) == (
+        200,
+        {"status": "ready", "router": True, "upstream_pool": True},
+    )
+    assert alive.status_code == 200
 
 
 # Bad input: a 4xx in the caller's own envelope, never a 500 and never a hang.

@@ -75,18 +75,18 @@ def _models_body(config: Config) -> dict[str, object]:
     }
 
 
-def _readiness(service: RoutingService, pool: UpstreamPool) -> dict[str, object]:
-    body: dict[str, object] = {
-        "config": True,
-        "router": service.prepared,
-        "upstream_pool": not pool.closed,
-    }
+def _readiness(service: RoutingService, pool: UpstreamPool) -> tuple[bool, dict[str, object]]:
+    """Ready when the router is indexed and the upstream pool open. The LLM router's state is
+    reported, not required: the embedded router stands in for it."""
+    checks = {"router": service.prepared, "upstream_pool": not pool.closed}
+    ready = all(checks.values())
+    body: dict[str, object] = {"status": "ready" if ready else "not_ready", **checks}
     if service.llm_router is not None:
         body["llm_router"] = {
             "model": service.llm_router.model_id,
             "circuit": service.llm_router.breaker.state,
         }
-    return body
+    return ready, body
 
 
 def create_app(service: RoutingService, pool: UpstreamPool | None = None) -> Starlette:
@@ -99,14 +99,8 @@ def create_app(service: RoutingService, pool: UpstreamPool | None = None) -> Sta
         return JSONResponse({"status": "ok", "router": service.router_kind})
 
     async def readyz(request: Request) -> JSONResponse:
-        """Ready to serve: the LLM router's state is reported, not required, since the embedded
-        router stands in for it."""
-        checks = _readiness(service, pool)
-        ready = service.prepared and not pool.closed
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", **checks},
-            status_code=200 if ready else 503,
-        )
+        ready, body = _readiness(service, pool)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def models(request: Request) -> JSONResponse:
         return JSONResponse(_models_body(config))
