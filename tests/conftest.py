@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -43,6 +45,41 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until_serving(
+    process: subprocess.Popen[str],
+    url: str,
+    log: Callable[[], str],
+    path: str = "/healthz",
+    timeout: float = 60,
+) -> None:
+    """Poll a `turnout up` process until `url + path` answers 200; fail with its log if it exits
+    or takes longer than `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"turnout exited {process.returncode}:\n{log()}"
+        try:
+            if httpx.get(url + path, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"no 200 from {path} in {timeout:g} s:\n{log()}"
+        time.sleep(0.1)
+
+
+@contextmanager
+def serving(
+    process: subprocess.Popen[str], url: str, log: Callable[[], str], timeout: float = 60
+) -> Iterator[None]:
+    """Wait for a `turnout up` process to serve; kill it afterwards if it is still running."""
+    try:
+        wait_until_serving(process, url, log, timeout=timeout)
+        yield
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 class ServerThread:

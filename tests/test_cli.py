@@ -14,14 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import DEMO_CONFIG, ROOT, SHARED_SUITES, free_port
+from conftest import DEMO_CONFIG, ROOT, SHARED_SUITES, free_port, serving
 
 DEMO_SCRIPT = ROOT / "examples" / "model_routing_service" / "demo.sh"
 SEED = SHARED_SUITES / "seed"
@@ -388,24 +386,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             cwd=ROOT,
         )
     gateway = Gateway(process, f"http://127.0.0.1:{port}", stdout, stderr)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (
-                f"turnout up exited {process.returncode}:\n{gateway.log()}"
-            )
-            try:
-                if httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"no 200 from /healthz in 30 s:\n{gateway.log()}"
-            time.sleep(0.1)
+    with serving(process, gateway.url, gateway.log, timeout=30):
         yield gateway
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

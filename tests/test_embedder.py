@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +47,12 @@ def test_text_past_the_token_window_does_not_change_the_vector(embedder: Embedde
     head = "please summarise the following report about quarterly revenue. " * 40
     vectors = embedder.embed([head, head + "completely unrelated tail words " * 10_000])
     assert np.allclose(vectors[0], vectors[1], atol=1e-5)
+
+
+def test_loading_and_embedding_write_nothing_to_home(tmp_path: Path) -> None:
+    """onnxruntime keeps a telemetry database in $HOME/.cache unless told not to at import."""
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(tmp_path)
+    code = "from turnout.routing.embedder import Embedder; Embedder().embed(['hello'])"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+    assert list(tmp_path.rglob("*")) == []

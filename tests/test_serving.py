@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, wait_until_serving
 from fakes import FakeProvider, Reply
 
 CONFIG = """
@@ -65,16 +65,8 @@ def start(tmp_path: Path, upstream: str, *options: str) -> Served:
             cwd=ROOT,
         )
     served = Served(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, f"exited {process.returncode}:\n{served.log()}"
-        try:
-            if httpx.get(f"{served.url}/readyz", timeout=1).status_code == 200:
-                return served
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"not ready in 60 s:\n{served.log()}"
-        time.sleep(0.1)
+    wait_until_serving(process, served.url, served.log, path="/readyz")
+    return served
 
 
 @pytest.fixture()
@@ -190,3 +182,21 @@ def test_a_bad_worker_count_is_refused(workers: str) -> None:
     )
     assert result.returncode == 2
     assert "--workers" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigterm_while_the_model_loads_is_a_clean_stop(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(upstream="http://127.0.0.1:9"))
+    log = tmp_path / "stderr"
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "turnout", "up", str(config), "--port", str(free_port())],
+            stderr=err,
+            cwd=ROOT,
+        )
+    # The config line comes just before the model starts loading (about a second).
+    wait_for(lambda: "config " in log.read_text(), "the config to load", 30)
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=30) == 0, log.read_text()
+    assert "stopped before serving" in log.read_text()

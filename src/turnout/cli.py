@@ -104,8 +104,17 @@ def _bind(host: str, port: int) -> socket.socket:
     return listener
 
 
+class _StopRequested(Exception):
+    """SIGTERM arrived before the server was up (while the model loads, say)."""
+
+
+def _stop_requested(signum: int, frame: object) -> None:
+    raise _StopRequested
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    signal.signal(signal.SIGTERM, _stop_requested)
     config = _load(args.config)
     port = args.port or config.model_port
     try:
@@ -113,10 +122,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{port}: {exc.strerror or exc}")
     logger.info("turnout %s: config %s", __version__, args.config)
-    if args.workers > 1:
-        _serve_workers(args, listener)
-    else:
-        _serve(args, config, listener, started)
+    try:
+        if args.workers > 1:
+            _serve_workers(args, listener)
+        else:
+            _serve(args, config, listener, started)
+    except _StopRequested:
+        logger.info("stopped before serving")
+        return 0
     logger.info("stopped")
     return 0
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+# onnxruntime (1.32 seen) writes a telemetry database under $HOME/.cache unless this is set when
+# it is imported; the embedded router must write nothing and call no one.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import numpy as np
 import onnxruntime
