@@ -515,9 +515,9 @@ def test_up_stops_cleanly_on_sigterm(
 def test_the_listening_socket_is_tcp_so_connections_get_nodelay() -> None:
     """asyncio sets TCP_NODELAY only on sockets whose protocol is TCP; without it, keep-alive
     clients wait ~40 ms per response (Nagle against delayed ACKs)."""
-    from turnout.cli import _bind
+    from turnout.server.runner import bind
 
-    listener = _bind("127.0.0.1", 0)
+    listener = bind("127.0.0.1", 0)
     try:
         assert listener.proto == socket.IPPROTO_TCP
     finally:

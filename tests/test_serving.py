@@ -170,10 +170,13 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path, upstream: Fake
         )
 
 
-@pytest.mark.parametrize("workers", ["0", "-1", "two"])
-def test_a_bad_worker_count_is_refused(workers: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--workers", "0"), ("--workers", "-1"), ("--workers", "two"), ("--shutdown-grace", "-1")],
+)
+def test_a_bad_worker_count_or_grace_period_is_refused(option: str, value: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "turnout", "up", "missing.yaml", "--workers", workers],
+        [sys.executable, "-m", "turnout", "up", "missing.yaml", option, value],
         check=False,
         capture_output=True,
         text=True,
@@ -181,7 +184,7 @@ def test_a_bad_worker_count_is_refused(workers: str) -> None:
         cwd=ROOT,
     )
     assert result.returncode == 2
-    assert "--workers" in result.stderr and "Traceback" not in result.stderr
+    assert option in result.stderr and "Traceback" not in result.stderr
 
 
 def test_sigterm_while_the_model_loads_is_a_clean_stop(tmp_path: Path) -> None:

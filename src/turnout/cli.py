@@ -9,24 +9,20 @@ import logging
 import math
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from turnout import __version__
 from turnout.config import Config, ConfigError, load_config
 from turnout.routing.conversation import RoutingRequest, Turn
+from turnout.server import runner
+from turnout.server.runner import StartupError
 
 if TYPE_CHECKING:
-    import uvicorn
-    from starlette.applications import Starlette
-
-    from turnout.providers.upstream import UpstreamPool
-    from turnout.routing.decision import Decision, RoutingService
-    from turnout.routing.llm import LlmRouter
+    from turnout.routing.decision import Decision
 
 logger = logging.getLogger("turnout")
 
@@ -43,67 +39,6 @@ def _load(path: str) -> Config:
     return config
 
 
-class StartupError(Exception):
-    """The gateway cannot start on this config; the message says why."""
-
-
-def _routing_service(config: Config, pool: UpstreamPool) -> RoutingService:
-    from turnout.routing.decision import RoutingService
-    from turnout.routing.embedded import EmbeddedRouter
-    from turnout.routing.embedder import Embedder
-
-    service = RoutingService(
-        config, EmbeddedRouter(Embedder(config.embedded_router.threads)), _llm_router(config, pool)
-    )
-    service.prepare()
-    return service
-
-
-def _llm_router(config: Config, pool: UpstreamPool) -> LlmRouter | None:
-    from turnout.providers.upstream import TargetError
-    from turnout.routing.llm import LlmRouter
-
-    if config.llm_router_model is None:
-        return None
-    try:
-        router = LlmRouter(config, pool)
-    except TargetError as exc:
-        raise StartupError(f"overrides.llm_routing_model: {exc}") from exc
-    if router.target.api != "openai_chat":
-        raise StartupError(
-            f"overrides.llm_routing_model: {router.model_id} must be served by an "
-            "OpenAI-compatible endpoint (a vLLM, Ollama or llama.cpp server, say)"
-        )
-    return router
-
-
-def _describe_routers(service: RoutingService) -> str:
-    embedded = (
-        f"embedded (all-MiniLM-L6-v2 int8, {service.config.embedded_router.threads} thread(s))"
-    )
-    llm = service.llm_router
-    if llm is None:
-        return embedded
-    return (
-        f"llm {llm.model_id} at {llm.target.url} ({llm.prompt.name} prompt, "
-        f"{llm.timeout:g}s timeout), falling back to {embedded}"
-    )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Claim the port before the model loads, so a busy port fails at once and clearly."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on connections of a TCP-protocol socket.
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError:
-        listener.close()
-        raise
-    return listener
-
-
 class _StopRequested(Exception):
     """SIGTERM arrived before the server was up (while the model loads, say)."""
 
@@ -118,78 +53,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = _load(args.config)
     port = args.port or config.model_port
     try:
-        listener = _bind(args.host, port)
+        listener = runner.bind(args.host, port)
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{port}: {exc.strerror or exc}")
     logger.info("turnout %s: config %s", __version__, args.config)
     try:
         if args.workers > 1:
-            _serve_workers(args, listener)
+            runner.serve_workers(args.config, listener, args.workers, args.shutdown_grace)
         else:
-            _serve(args, config, listener, started)
+            runner.serve(config, listener, args.shutdown_grace, started)
     except _StopRequested:
         logger.info("stopped before serving")
         return 0
     logger.info("stopped")
     return 0
-
-
-def _server_config(app: object, args: argparse.Namespace, **options: object) -> uvicorn.Config:
-    import uvicorn
-
-    return uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        log_level="warning",
-        timeout_graceful_shutdown=args.shutdown_grace,
-        **options,  # type: ignore[arg-type]
-    )
-
-
-def _serve(
-    args: argparse.Namespace, config: Config, listener: socket.socket, started: float
-) -> None:
-    import uvicorn
-
-    from turnout.providers.upstream import UpstreamPool
-    from turnout.server.app import create_app
-
-    pool = UpstreamPool()
-    service = _routing_service(config, pool)
-    routes = ", ".join(r.name for r in config.routing_preferences) or "none"
-    logger.info("router: %s; routes: %s", _describe_routers(service), routes)
-    logger.info(
-        "ready in %.1fs on http://%s:%d", time.perf_counter() - started, *listener.getsockname()[:2]
-    )
-    # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM is a clean stop.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server = uvicorn.Server(_server_config(create_app(service, pool), args))
-    server.run(sockets=[listener])
-
-
-def _serve_workers(args: argparse.Namespace, listener: socket.socket) -> None:
-    """N processes accept on the one socket; each loads its own router (about 290 MB each)."""
-    from uvicorn.supervisors import Multiprocess
-
-    os.environ[CONFIG_PATH_VARIABLE] = str(Path(args.config).resolve())
-    config = _server_config("turnout.cli:worker_app", args, factory=True, workers=args.workers)
-    logger.info("starting %d workers on http://%s:%d", args.workers, *listener.getsockname()[:2])
-    Multiprocess(config, sockets=[listener]).run()
-
-
-CONFIG_PATH_VARIABLE = "TURNOUT_WORKER_CONFIG"
-
-
-def worker_app() -> Starlette:
-    """The app of one `--workers` process, built from the config path its parent passed on."""
-    from turnout.providers.upstream import UpstreamPool
-    from turnout.server.app import create_app
-
-    _configure_logging()
-    config = load_config(os.environ[CONFIG_PATH_VARIABLE])  # its warnings were logged once, above
-    pool = UpstreamPool()
-    service = _routing_service(config, pool)
-    logger.info("worker %d: router %s", os.getpid(), _describe_routers(service))
-    return create_app(service, pool)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -242,7 +119,7 @@ async def _decide_once(config: Config, request: RoutingRequest) -> Decision:
 
     pool = UpstreamPool()
     try:
-        return await _routing_service(config, pool).decide(request)
+        return await runner.routing_service(config, pool).decide(request)
     finally:
         await pool.aclose()
 
@@ -304,12 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, help="override the model listener's port")
     up.add_argument(
-        "--workers", type=_positive_int, default=1, help="worker processes sharing the port"
+        "--workers", type=_int_at_least(1), default=1, help="worker processes sharing the port"
     )
     up.add_argument(
         "--shutdown-grace",
-        type=float,
-        default=30.0,
+        type=_int_at_least(0),
+        default=30,
         metavar="SECONDS",
         help="after SIGTERM, how long in-flight requests and streams may finish (default 30)",
     )
@@ -339,11 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        return number
+
+    return parse
 
 
 def _configure_logging() -> None:

@@ -1,0 +1,151 @@
+"""Running the gateway: the routers a config asks for, one server process or several workers
+on one port, and a stop that lets requests in flight finish.
+
+Heavy imports (the model runtime, the HTTP stack) happen inside the functions that need them,
+so `turnout validate` stays quick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from turnout.config import Config, load_config
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from turnout.providers.upstream import UpstreamPool
+    from turnout.routing.decision import RoutingService
+    from turnout.routing.llm import LlmRouter
+
+logger = logging.getLogger("turnout")
+
+WORKER_CONFIG_VARIABLE = "TURNOUT_WORKER_CONFIG"
+
+
+class StartupError(Exception):
+    """The gateway cannot start on this config; the message says why."""
+
+
+def routing_service(config: Config, pool: UpstreamPool) -> RoutingService:
+    """The embedded router, indexed, and the LLM router when the config names one."""
+    from turnout.routing.decision import RoutingService
+    from turnout.routing.embedded import EmbeddedRouter
+    from turnout.routing.embedder import Embedder
+
+    embedded = EmbeddedRouter(Embedder(config.embedded_router.threads))
+    service = RoutingService(config, embedded, _llm_router(config, pool))
+    service.prepare()
+    return service
+
+
+def _llm_router(config: Config, pool: UpstreamPool) -> LlmRouter | None:
+    from turnout.providers.upstream import TargetError
+    from turnout.routing.llm import LlmRouter
+
+    if config.llm_router_model is None:
+        return None
+    try:
+        router = LlmRouter(config, pool)
+    except TargetError as exc:
+        raise StartupError(f"overrides.llm_routing_model: {exc}") from exc
+    if router.target.api != "openai_chat":
+        raise StartupError(
+            f"overrides.llm_routing_model: {router.model_id} must be served by an "
+            "OpenAI-compatible endpoint (a vLLM, Ollama or llama.cpp server, say)"
+        )
+    return router
+
+
+def describe_routers(service: RoutingService) -> str:
+    threads = service.config.embedded_router.threads
+    embedded = f"embedded (all-MiniLM-L6-v2 int8, {threads} thread(s))"
+    llm = service.llm_router
+    if llm is None:
+        return embedded
+    return (
+        f"llm {llm.model_id} at {llm.target.url} ({llm.prompt.name} prompt, "
+        f"{llm.timeout:g}s timeout), falling back to {embedded}"
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Claim the port before the model loads, so a busy port fails at once and clearly."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on connections of a TCP-protocol socket.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def _address(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+def _server_config(app: object, shutdown_grace: int, **options: object) -> uvicorn.Config:
+    import uvicorn
+
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level="warning",
+        timeout_graceful_shutdown=shutdown_grace,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def serve(config: Config, listener: socket.socket, shutdown_grace: int, started: float) -> None:
+    """One process: load the routers, then serve until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from turnout.providers.upstream import UpstreamPool
+    from turnout.server.app import create_app
+
+    pool = UpstreamPool()
+    service = routing_service(config, pool)
+    routes = ", ".join(r.name for r in config.routing_preferences) or "none"
+    logger.info("router: %s; routes: %s", describe_routers(service), routes)
+    logger.info("ready in %.1fs on %s", time.perf_counter() - started, _address(listener))
+    # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM is a clean stop.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    server = uvicorn.Server(_server_config(create_app(service, pool), shutdown_grace))
+    server.run(sockets=[listener])
+
+
+def serve_workers(
+    config_path: str, listener: socket.socket, workers: int, shutdown_grace: int
+) -> None:
+    """`workers` processes accept on the one socket; each loads its own router (~290 MB)."""
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[WORKER_CONFIG_VARIABLE] = str(Path(config_path).resolve())
+    server_config = _server_config(
+        "turnout.server.runner:worker_app", shutdown_grace, factory=True, workers=workers
+    )
+    logger.info("starting %d workers on %s", workers, _address(listener))
+    Multiprocess(server_config, sockets=[listener]).run()
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process, built from the config path its parent passed on."""
+    from turnout.providers.upstream import UpstreamPool
+    from turnout.server.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = load_config(os.environ[WORKER_CONFIG_VARIABLE])  # the parent logged its warnings
+    pool = UpstreamPool()
+    service = routing_service(config, pool)
+    logger.info("worker %d: router %s", os.getpid(), describe_routers(service))
+    return create_app(service, pool)
