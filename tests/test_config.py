@@ -148,9 +148,11 @@ def test_plano_full_reference_shape_loads_and_reports_what_turnout_ignores() -> 
     assert config.tracing is not None and config.tracing.random_sampling == 100
     assert config.model_providers[3].headers == {"X-Team": "platform"}
     assert config.model_providers[3].http_host == "llm.internal.example.com"
+    assert config.prompt_guards is not None
+    assert config.prompt_guards.jailbreak_message == "I can't help with that."
+    assert [f.id for f in config.filters] == ["input_guards"]
     assert config.warnings == [
         "agents: not used by turnout; ignored",
-        "filters: not used by turnout; ignored",
         "model_providers[6].capabilities: not used by turnout; ignored",
         "listeners[0]: not used by turnout; ignored",
         "listeners[1].address: not used by turnout; ignored",
@@ -166,7 +168,6 @@ def test_plano_full_reference_shape_loads_and_reports_what_turnout_ignores() -> 
             " turnout routes with its embedded router instead"
         ),
         "state_storage: not used by turnout; ignored",
-        "prompt_guards: not used by turnout; ignored",
         "tracing.trace_arch_internal: not used by turnout; ignored",
     ]
 

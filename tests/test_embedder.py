@@ -56,3 +56,24 @@ def test_loading_and_embedding_write_nothing_to_home(tmp_path: Path) -> None:
     code = "from turnout.routing.embedder import Embedder; Embedder().embed(['hello'])"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
     assert list(tmp_path.rglob("*")) == []
+
+
+def test_small_calls_are_remembered_so_a_request_text_is_embedded_once(
+    embedder: Embedder, monkeypatch
+) -> None:
+    text = "a request text the guard and the router both embed 7f3a"
+    first = embedder.embed([text])
+    calls: list[list[str]] = []
+    original = embedder._embed_batch
+    monkeypatch.setattr(
+        embedder, "_embed_batch", lambda texts: calls.append(texts) or original(texts)
+    )
+    again = embedder.embed([text, "and a new one 7f3a"])
+    assert np.array_equal(again[0], first[0])
+    assert calls == [["and a new one 7f3a"]]
+
+
+def test_bulk_calls_are_not_remembered(embedder: Embedder) -> None:
+    texts = [f"bulk text number {i} 9c2e" for i in range(embedder_module.CACHED_CALL_SIZE + 1)]
+    embedder.embed(texts)
+    assert not any(text in embedder._cache for text in texts)

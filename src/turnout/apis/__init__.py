@@ -12,6 +12,7 @@ from typing import Any
 
 from turnout.apis import anthropic_messages, openai_chat, openai_responses
 from turnout.apis.errors import RequestError
+from turnout.providers.registry import Api
 from turnout.routing.conversation import RoutingRequest
 
 __all__ = ["API_FORMATS", "ApiFormat", "RequestError"]
@@ -21,7 +22,7 @@ __all__ = ["API_FORMATS", "ApiFormat", "RequestError"]
 class ApiFormat:
     """One client-facing API: how to read its requests and how to render its errors."""
 
-    name: str
+    name: Api
     parse_routing_request: Callable[[object], RoutingRequest]
     error_body: Callable[[RequestError], dict[str, Any]]
 

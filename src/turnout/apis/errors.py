@@ -17,9 +17,11 @@ class RequestError(Exception):
         status: int = 400,
         kind: str = "invalid_request_error",
         param: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.kind = kind
         self.param = param
+        self.headers = headers or {}  # sent with the error response (Retry-After, x-ratelimit-*)

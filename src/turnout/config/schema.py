@@ -1,35 +1,35 @@
-"""What a valid configuration is: Plano's keys, turnout's extensions, and how entries refer to each other.
-
-Every mapping is a `Section`: keys it does not declare are errors, so a typo such as
-`descripton` surfaces at load time instead of silently dropping a setting. Plano keys that
-turnout accepts but does not act on are declared too, listed in `plano_only`, and reported
-as warnings by the loader.
-"""
+"""What a valid configuration is: Plano's keys, turnout's extensions, and how entries refer to each
+other. The section machinery is in sections.py; turnout's governance keys in governance.py."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias
-from urllib.parse import urlsplit
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import PydanticCustomError
 
+from turnout.config.governance import Filter, Governance, PromptGuards, RateLimit
+from turnout.config.sections import (
+    HttpUrl,
+    Loc,
+    Port,
+    Section,
+    Text,
+    fail,
+    not_empty,
+    repeats,
+)
 from turnout.providers.registry import PROVIDERS
-
-Loc: TypeAlias = tuple[str | int, ...]
-"""A key path into the configuration, as pydantic reports error locations."""
 
 CURRENT_VERSION = "v0.4.0"
 DEFAULT_MODEL_PORT = 12000  # Plano's model listener port when none is configured
@@ -69,41 +69,6 @@ KNOWN_PROVIDERS = (
 _VERSION = re.compile(r"v?0\.[1-4](\.\d+)?(-[0-9A-Za-z.]+)?")
 
 
-def _fail(problems: Iterable[tuple[Loc, str]]) -> None:
-    """Raise every problem at once, each at its own key path under the model being validated.
-
-    pydantic merges a ValidationError raised in a validator into the enclosing one, so
-    cross-entry rules report as precisely as type errors do.
-    """
-    errors = [
-        InitErrorDetails(type=PydanticCustomError("invalid_config", message), loc=loc, input=None)
-        for loc, message in problems
-    ]
-    if errors:
-        raise ValidationError.from_exception_data("turnout config", errors)
-
-
-def _repeats(keys: Iterable[object]) -> Iterator[int]:
-    """Indexes of the keys already seen earlier in the sequence."""
-    seen: set[object] = set()
-    for index, key in enumerate(keys):
-        if key in seen:
-            yield index
-        seen.add(key)
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("blank", "must not be empty")
-    return value
-
-
-def _not_empty(items: list[str]) -> list[str]:
-    if not items:
-        raise PydanticCustomError("empty", "must not be empty")
-    return items
-
-
 def _model_id(value: str) -> str:
     provider, _, model = value.partition("/")
     if not provider.strip() or not model.strip():
@@ -114,14 +79,6 @@ def _model_id(value: str) -> str:
     return value
 
 
-def _http_url(value: str) -> str:
-    # The value is never echoed: a URL can carry credentials.
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PydanticCustomError("url", "must be an http:// or https:// URL with a host name")
-    return value
-
-
 def _supported_version(value: str) -> str:
     if not _VERSION.fullmatch(value):
         raise PydanticCustomError(
@@ -129,44 +86,6 @@ def _supported_version(value: str) -> str:
             f"unsupported version '{value}'; turnout reads Plano config versions v0.1 to v0.4",
         )
     return value
-
-
-Text = Annotated[str, AfterValidator(_not_blank)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-
-
-class Section(BaseModel):
-    """One mapping of the config file; unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    plano_only: ClassVar[frozenset[str]] = frozenset()
-    """Plano keys accepted for compatibility that turnout does not act on."""
-
-    def _ignored_keys(self, loc: Loc = ()) -> Iterator[Loc]:
-        """Key paths, under this section, of everything present that turnout ignores."""
-        for name, field in type(self).model_fields.items():
-            if name not in self.model_fields_set:
-                continue
-            here = (*loc, field.alias or name)
-            if name in self.plano_only:
-                yield here
-            else:
-                yield from _ignored_in(getattr(self, name), here)
-        for key in self.model_extra or {}:
-            yield (*loc, key)
-
-
-def _ignored_in(value: object, loc: Loc) -> Iterator[Loc]:
-    if isinstance(value, Section):
-        yield from value._ignored_keys(loc)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _ignored_in(item, (*loc, index))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _ignored_in(item, (*loc, key))
 
 
 class SelectionPolicy(Section):
@@ -182,7 +101,7 @@ class RoutingPreference(Section):
 
     name: Text
     description: str = ""
-    models: Annotated[list[Text], AfterValidator(_not_empty)]
+    models: Annotated[list[Text], AfterValidator(not_empty)]
     examples: list[Text] = []  # turnout extension: sample requests that belong to this route
     selection_policy: SelectionPolicy | None = None
     skills: Any = None
@@ -191,15 +110,15 @@ class RoutingPreference(Section):
     def _described(self) -> RoutingPreference:
         # Plano requires a description; turnout also accepts a route known only by its examples.
         if not self.description.strip() and not self.examples:
-            _fail([(("description",), "a route needs a description or examples")])
+            fail([(("description",), "a route needs a description or examples")])
         return self
 
 
 def _unique_names(routes: list[RoutingPreference]) -> list[RoutingPreference]:
     # The router answers with a route name, so two routes with one name could not be told apart.
-    _fail(
+    fail(
         ((index, "name"), f"duplicate route name '{routes[index].name}'")
-        for index in _repeats(route.name for route in routes)
+        for index in repeats(route.name for route in routes)
     )
     return routes
 
@@ -259,7 +178,7 @@ class ModelProvider(Section):
             problems.append((("base_url",), f"required for provider '{self.provider}'"))
         if self.is_wildcard and self.default:
             problems.append((("default",), "a wildcard provider cannot be the default"))
-        _fail(problems)
+        fail(problems)
         return self
 
 
@@ -280,6 +199,8 @@ class Listener(Section):
     name: str | None = None
     port: Port | None = None
     max_body_bytes: Annotated[int, Field(gt=0)] = DEFAULT_MAX_BODY_BYTES  # turnout extension
+    filter_chain: list[Text] = []  # ids of `filters` each request passes through, in order
+    output_filter_chain: list[Text] = []  # turnout extension: the same for responses
     address: Any = None  # `turnout up --host` decides where to listen
     timeout: Any = None
     router: Any = None
@@ -296,7 +217,7 @@ class Listener(Section):
 
 def _one_model_listener(listeners: list[Listener]) -> list[Listener]:
     model_listeners = [i for i, listener in enumerate(listeners) if listener.type == "model"]
-    _fail(((i, "type"), "only one model listener is supported") for i in model_listeners[1:])
+    fail(((i, "type"), "only one model listener is supported") for i in model_listeners[1:])
     return listeners
 
 
@@ -310,7 +231,7 @@ class SessionCache(Section):
     @model_validator(mode="after")
     def _redis_has_url(self) -> SessionCache:
         if self.type == "redis" and not self.url:
-            _fail([(("url",), "required when type is redis")])
+            fail([(("url",), "required when type is redis")])
         return self
 
 
@@ -353,24 +274,6 @@ class Overrides(Section):
     llm_routing_model: str | None = None
     # turnout extension: the router model's prompt format, when its name does not tell
     llm_routing_prompt: Literal["arch_router_v1", "plano_orchestrator_v1"] | None = None
-
-
-class RateLimitSelector(Section):
-    key: Text
-    value: str
-
-
-class TokenLimit(Section):
-    tokens: Annotated[int, Field(ge=0)]
-    unit: Literal["second", "minute", "hour", "day"]
-
-
-class RateLimit(Section):
-    """A token budget for one model, per value of a request header (Plano's `ratelimits` entry)."""
-
-    model: Text
-    selector: RateLimitSelector
-    limit: TokenLimit
 
 
 class SpanAttributes(Section):
@@ -433,11 +336,9 @@ class Config(Section):
     plano_only = frozenset(
         {
             "agents",
-            "filters",
             "endpoints",
             "system_prompt",
             "prompt_targets",
-            "prompt_guards",
             "mode",
             "state_storage",
             "model_metrics_sources",
@@ -455,20 +356,22 @@ class Config(Section):
     ratelimits: list[RateLimit] = []
     tracing: Tracing | None = None
     agents: Any = None
-    filters: Any = None
+    filters: list[Filter] = []
     endpoints: Any = None
     system_prompt: Any = None
     prompt_targets: Any = None
-    prompt_guards: Any = None
+    prompt_guards: PromptGuards | None = None
+    governance: Governance = Governance()  # turnout extension
     mode: Any = None
     state_storage: Any = None
     model_metrics_sources: Any = None
     skills: Any = None
 
     cross_referenced: ClassVar[frozenset[str]] = frozenset(
-        {"model_providers", "model_aliases", "routing_preferences"}
+        {"model_providers", "model_aliases", "routing_preferences", "filters"}
     )
-    """The sections `_references` reads; it can run whenever these are valid."""
+    """The sections `_references` looks names up in; it can run whenever these are valid (a
+    section that only refers to them, dropped when broken, refers to nothing)."""
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
@@ -547,7 +450,7 @@ class Config(Section):
         # Rules across entries: each must hold for the file to mean one thing.
         problems: list[tuple[Loc, str]] = [
             (("model_providers", i, "model"), f"duplicate model '{self.model_providers[i].model}'")
-            for i in _repeats(provider.model for provider in self.model_providers)
+            for i in repeats(provider.model for provider in self.model_providers)
         ]
         defaults = [i for i, provider in enumerate(self.model_providers) if provider.default]
         problems += [
@@ -561,8 +464,39 @@ class Config(Section):
             for m, model in enumerate(route.models):
                 if problem := self._model_problem(model, self.resolve_model(model)):
                     problems.append((("routing_preferences", r, "models", m), problem))
-        _fail(problems)
+        problems += self._governance_problems()
+        fail(problems)
         return self
+
+    def _governance_problems(self) -> Iterator[tuple[Loc, str]]:
+        route_names = {route.name for route in self.routing_preferences}
+        for k, key in enumerate(self.governance.client_keys):
+            here = ("governance", "client_keys", k)
+            for m, model in enumerate(key.models or []):
+                if problem := self._model_problem(model, self.resolve_model(model)):
+                    yield (*here, "models", m), problem
+            for r, route in enumerate(key.routes or []):
+                if route not in route_names:
+                    yield (*here, "routes", r), f"unknown route '{route}'"
+        if self.governance.client_keys:
+            for i, provider in enumerate(self.model_providers):
+                if provider.passthrough_auth:
+                    yield (
+                        ("model_providers", i, "passthrough_auth"),
+                        "cannot be used with governance.client_keys: the client's key is turnout's",
+                    )
+        filters = {f.id: f for f in self.filters}
+        for i, listener in enumerate(self.listeners):
+            for chain in ("filter_chain", "output_filter_chain"):
+                for f, filter_id in enumerate(getattr(listener, chain)):
+                    loc = ("listeners", i, chain, f)
+                    if filter_id not in filters:
+                        yield loc, f"unknown filter '{filter_id}'"
+                    elif filters[filter_id].type != "http":
+                        yield (
+                            loc,
+                            f"filter '{filter_id}' is an MCP filter; turnout calls http filters (type: http)",
+                        )
 
     def _model_problem(self, name: str, resolved: str | None) -> str | None:
         if resolved is not None:
@@ -597,7 +531,7 @@ class Config(Section):
                 )
             )
         for i, limit in enumerate(self.ratelimits):
-            if self.resolve_model(limit.model) is None:
+            if limit.model != "*" and self.resolve_model(limit.model) is None:
                 notes.append(
                     (
                         ("ratelimits", i, "model"),

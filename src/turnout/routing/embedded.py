@@ -79,7 +79,7 @@ class EmbeddedRouter:
     kind = "embedded"
 
     def __init__(self, embedder: Embedder) -> None:
-        self._embedder = embedder
+        self.embedder = embedder
         self._no_route = load_no_route_evidence(embedder)
         self._library = load_library(embedder)
         self._indexes: OrderedDict[tuple, _RouteIndex] = OrderedDict()
@@ -123,7 +123,7 @@ class EmbeddedRouter:
         follow_up = is_follow_up(user_texts)
         if follow_up:
             texts.append(user_texts[-2])
-        vectors = self._embedder.embed(texts)
+        vectors = self.embedder.embed(texts)
         latest = _normalised(vectors[0] + vectors[1]) if ask else vectors[0]
         if not follow_up:
             return latest, None
@@ -145,7 +145,7 @@ class EmbeddedRouter:
     def _build_index(self, routes: Sequence[RouteSpec]) -> _RouteIndex:
         names = tuple(r.name for r in routes)
         texts = [route_texts(r.name, r.description, list(r.examples)) for r in routes]
-        vectors = self._embedder.embed([text for group in texts for text in group])
+        vectors = self.embedder.embed([text for group in texts for text in group])
         bounds = np.cumsum([0, *(len(group) for group in texts)])
         groups = [vectors[bounds[i] : bounds[i + 1]] for i in range(len(routes))]
         chit_chat = self._no_route.chit_chat

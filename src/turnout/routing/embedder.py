@@ -11,6 +11,7 @@ import hashlib
 import importlib.resources
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,20 +31,27 @@ MAX_TOKENS = 256
 # 256 WordPiece tokens never span more than this many characters of ordinary text.
 MAX_CHARS = 4096
 EMBEDDING_DIM = 384
+# Request texts are embedded more than once per request (the injection guard, then the router):
+# small calls are remembered so the second is free. Bulk calls (indexing routes) are not.
+CACHED_CALL_SIZE = 8
+CACHE_ENTRIES = 2048
 
 
 class EmbedderError(RuntimeError):
     """The embedding model cannot be loaded (missing package, wrong checksum)."""
 
 
-def _verified_bytes(path: Path, expected_sha256: str) -> bytes:
+def verified_bytes(
+    path: Path, expected_sha256: str, error: type[Exception] = EmbedderError
+) -> bytes:
+    """A shipped model file's bytes, refused (as `error`) when unreadable or not the pinned one."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise EmbedderError(f"cannot read {path}: {exc.strerror}") from exc
+        raise error(f"cannot read {path}: {exc.strerror}") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != expected_sha256:
-        raise EmbedderError(f"{path} has sha256 {digest}, expected {expected_sha256}")
+        raise error(f"{path} has sha256 {digest}, expected {expected_sha256}")
     return data
 
 
@@ -65,8 +73,8 @@ class Embedder:
     """Mean-pooled, L2-normalised sentence vectors, as sentence-transformers computes them."""
 
     def __init__(self, threads: int = 1) -> None:
-        model = _verified_bytes(model_path(), MODEL_SHA256)
-        tokenizer = _verified_bytes(tokenizer_path(), TOKENIZER_SHA256)
+        model = verified_bytes(model_path(), MODEL_SHA256)
+        tokenizer = verified_bytes(tokenizer_path(), TOKENIZER_SHA256)
         self._tokenizer = Tokenizer.from_str(tokenizer.decode("utf-8"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
         options = onnxruntime.SessionOptions()
@@ -77,15 +85,44 @@ class Embedder:
             model, options, providers=["CPUExecutionProvider"]
         )
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Vectors of shape (len(texts), 384); batches are sorted by length to limit padding."""
         clipped = [text[:MAX_CHARS] for text in texts]
+        if len(clipped) > CACHED_CALL_SIZE:
+            return self._embed_all(clipped, batch_size)
         vectors = np.zeros((len(clipped), EMBEDDING_DIM), dtype=np.float32)
-        order = sorted(range(len(clipped)), key=lambda i: len(clipped[i]))
+        missing = [i for i, text in enumerate(clipped) if not self._recall(text, vectors, i)]
+        if missing:
+            computed = self._embed_all([clipped[i] for i in missing], batch_size)
+            vectors[missing] = computed
+            self._remember([clipped[i] for i in missing], computed)
+        return vectors
+
+    def _recall(self, text: str, vectors: np.ndarray, row: int) -> bool:
+        with self._cache_lock:
+            cached = self._cache.get(text)
+            if cached is None:
+                return False
+            self._cache.move_to_end(text)
+        vectors[row] = cached
+        return True
+
+    def _remember(self, texts: list[str], vectors: np.ndarray) -> None:
+        with self._cache_lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._cache[text] = vector.copy()
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+
+    def _embed_all(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vectors = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            vectors[indices] = self._embed_batch([clipped[i] for i in indices])
+            vectors[indices] = self._embed_batch([texts[i] for i in indices])
         return vectors
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from turnout.apis import API_FORMATS, ApiFormat
 from turnout.apis.errors import RequestError
 from turnout.config import Config
+from turnout.governance.gate import Gate, build_gate
 from turnout.providers.failover import Cooldowns
 from turnout.providers.upstream import UpstreamPool
 from turnout.routing.decision import RoutingService
@@ -42,7 +43,9 @@ def _api_for_path(path: str) -> ApiFormat:
 
 
 def _error_response(path: str, error: RequestError) -> JSONResponse:
-    return JSONResponse(_api_for_path(path).error_body(error), status_code=error.status)
+    return JSONResponse(
+        _api_for_path(path).error_body(error), status_code=error.status, headers=error.headers
+    )
 
 
 async def _request_error(request: Request, exc: Exception) -> Response:
@@ -89,11 +92,15 @@ def _readiness(service: RoutingService, pool: UpstreamPool) -> tuple[bool, dict[
     return ready, body
 
 
-def create_app(service: RoutingService, pool: UpstreamPool | None = None) -> Starlette:
-    """`pool` is shared with the LLM router when there is one; the app closes it on shutdown."""
+def create_app(
+    service: RoutingService, pool: UpstreamPool | None = None, gate: Gate | None = None
+) -> Starlette:
+    """`pool` is shared with the LLM router when there is one; the app closes it on shutdown.
+    `gate` defaults to the one the config asks for."""
     config = service.config
     limit = config.max_body_bytes
     pool = pool or UpstreamPool()
+    gate = gate or build_gate(config, service.router.embedder, pool)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "router": service.router_kind})
@@ -107,11 +114,11 @@ def create_app(service: RoutingService, pool: UpstreamPool | None = None) -> Sta
 
     def routing_endpoint(api: ApiFormat):
         async def endpoint(request: Request) -> Response:
-            return await route_request(request, api, service, limit)
+            return await route_request(request, api, service, gate, limit)
 
         return endpoint
 
-    proxy = Proxy(service, pool, Cooldowns())
+    proxy = Proxy(service, pool, Cooldowns(), gate)
 
     def proxy_endpoint(api: ApiFormat):
         async def endpoint(request: Request) -> Response:
@@ -121,7 +128,10 @@ def create_app(service: RoutingService, pool: UpstreamPool | None = None) -> Sta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if gate.is_open:
+            logger.warning("no client keys are configured: anyone who can reach turnout may use it")
         yield
+        await gate.aclose()
         await pool.aclose()
 
     routes = [

@@ -20,8 +20,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from turnout.apis import ApiFormat
 from turnout.apis.errors import RequestError
+from turnout.apis.response_text import StreamTextEditor, body_usage, edit_sse
 from turnout.apis.sse import aiter_events
 from turnout.apis.translation import TRANSLATIONS, StreamTranslator, Translation
+from turnout.governance.gate import Admitted, Gate, rate_limited
+from turnout.governance.guards import OutputBlocked
+from turnout.governance.keys import presented_key
 from turnout.providers.failover import (
     DEFAULT_COOLDOWN,
     MAX_ATTEMPTS,
@@ -32,6 +36,7 @@ from turnout.providers.failover import (
 from turnout.providers.upstream import Target, TargetError, UpstreamPool, target_for
 from turnout.routing.decision import Decision, RoutingService
 from turnout.server.body import read_json
+from turnout.server.trace_context import trace_headers
 
 logger = logging.getLogger("turnout.proxy")
 
@@ -51,21 +56,28 @@ _HOP_HEADERS = {
 class Attempts:
     """What happened to each candidate, for the response headers and the final error."""
 
+    admitted: Admitted
     tried: list[str] = field(default_factory=list)
     last_error: RequestError | None = None
 
 
 class Proxy:
-    def __init__(self, service: RoutingService, pool: UpstreamPool, cooldowns: Cooldowns) -> None:
+    def __init__(
+        self, service: RoutingService, pool: UpstreamPool, cooldowns: Cooldowns, gate: Gate
+    ) -> None:
         self.service = service
         self.pool = pool
         self.cooldowns = cooldowns
+        self.gate = gate
 
     async def handle(self, request: Request, api: ApiFormat) -> Response:
         config = self.service.config
         body = await read_json(request, config.max_body_bytes)
         routing_request = api.parse_routing_request(body)
         assert isinstance(body, dict)  # parse_routing_request refuses anything else
+        admitted = await self.gate.admit(
+            request.headers, api.name, body, routing_request.turns, trace_headers(request.headers)
+        )
         decision = await self.service.decide(routing_request)
         own_model = config.resolve_model(routing_request.model) if routing_request.model else None
         if decision.route is None and routing_request.model and own_model is None:
@@ -74,14 +86,19 @@ class Proxy:
                 f"model '{routing_request.model}' is not configured; configured models: {configured}",
                 param="model",
             )
-        forwarded = {k: v for k, v in body.items() if k != "routing_preferences"}
-        client_key = _client_key(request)
-        attempts = Attempts()
-        for model_id in self.cooldowns.order(_candidates(decision, own_model))[:MAX_ATTEMPTS]:
+        candidates = self.gate.allowed(admitted, decision, own_model)
+        forwarded = {k: v for k, v in admitted.body.items() if k != "routing_preferences"}
+        client_key = presented_key(request.headers)
+        attempts = Attempts(admitted=admitted)
+        for model_id in self.cooldowns.order(candidates)[:MAX_ATTEMPTS]:
             try:
                 target = target_for(config, model_id, client_key, api.name)
             except TargetError as exc:
                 attempts.last_error = RequestError(str(exc), status=500, kind="api_error")
+                continue
+            rejection = await self.gate.admit_model(admitted, model_id)
+            if rejection is not None:
+                attempts.last_error = rate_limited(rejection, admitted.headers)
                 continue
             attempts.tried.append(model_id)
             call = _Call(target, forwarded, api, TRANSLATIONS.get((api.name, target.api)))
@@ -122,12 +139,12 @@ class Proxy:
                 )
             attempts.last_error = _upstream_error(target, upstream, body)
             return None
-        headers = _turnout_headers(target, decision, attempts)
+        headers = {**_turnout_headers(target, decision, attempts), **attempts.admitted.headers}
         if upstream.status >= 400:
             error = _upstream_error(target, upstream, await _read(upstream))
             return _error_response(call.api, error, decision, attempts)
         if call.client_body.get("stream"):
-            return _stream_response(call, upstream, headers)
+            return self._stream_response(call, upstream, headers, attempts.admitted)
         try:
             content = await upstream.read()
             parsed = json.loads(content)
@@ -140,13 +157,60 @@ class Proxy:
             return None
         finally:
             upstream.release()
-        if call.translation is None:
+        if call.translation is None and not self.gate.reads_responses(attempts.admitted):
             return Response(
                 content,
                 status_code=upstream.status,
                 headers={**_passed_headers(upstream), **headers},
             )
-        return JSONResponse(call.translation.response(parsed, target.model), headers=headers)
+        client_body = (
+            parsed if call.translation is None else call.translation.response(parsed, target.model)
+        )
+        try:
+            client_body = await self.gate.guard_response(call.api.name, client_body)
+        except OutputBlocked as exc:
+            return _error_response(call.api, exc.as_error(), decision, attempts)
+        finally:
+            await self.gate.settle(
+                attempts.admitted,
+                target.model_id,
+                body_usage(call.api.name, client_body),
+                len(json.dumps(client_body)),
+            )
+        return JSONResponse(client_body, headers=headers)
+
+    def _stream_response(
+        self,
+        call: _Call,
+        upstream: aiohttp.ClientResponse,
+        headers: dict[str, str],
+        admitted: Admitted,
+    ) -> Response:
+        api = call.api
+        frames: AsyncIterator[bytes]
+        if call.translation is None:
+            frames = _relay(upstream, api)
+            headers = {**_passed_headers(upstream), **headers}
+        else:
+            translator = call.translation.stream(call.client_body, call.target.model)
+            frames = _translate(upstream, api, translator)
+            headers = {**headers, "content-type": "text/event-stream", "cache-control": "no-cache"}
+        if self.gate.reads_responses(admitted):
+            frames = self._governed(frames, api, call.target.model_id, admitted)
+        return StreamingResponse(frames, status_code=upstream.status, headers=headers)
+
+    async def _governed(
+        self, frames: AsyncIterator[bytes], api: ApiFormat, model_id: str, admitted: Admitted
+    ) -> AsyncIterator[bytes]:
+        """Output guards applied to a client-format stream; its usage counted when it ends."""
+        editor = StreamTextEditor(api.name, self.gate.guards.stream_editor())  # type: ignore[arg-type]
+        try:
+            async for frame in edit_sse(frames, editor, api.name):  # type: ignore[arg-type]
+                yield frame
+        except OutputBlocked as exc:
+            yield _stream_error_event(api, exc.as_error().message)
+        finally:
+            await self.gate.settle(admitted, model_id, editor.usage, editor.text_chars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,30 +227,6 @@ class _Call:
         if self.translation is None:
             return {**self.client_body, "model": self.target.model}
         return self.translation.request(self.client_body, self.target.model)
-
-
-def _stream_response(
-    call: _Call, upstream: aiohttp.ClientResponse, headers: dict[str, str]
-) -> Response:
-    if call.translation is None:
-        return StreamingResponse(
-            _relay(upstream, call.api),
-            status_code=upstream.status,
-            headers={**_passed_headers(upstream), **headers},
-        )
-    translator = call.translation.stream(call.client_body, call.target.model)
-    return StreamingResponse(
-        _translate(upstream, call.api, translator),
-        media_type="text/event-stream",
-        headers={**headers, "cache-control": "no-cache"},
-    )
-
-
-def _candidates(decision: Decision, own_model: str | None) -> list[str]:
-    """The decision's models, then the request's own model as the last resort."""
-    if own_model is None or own_model in decision.models:
-        return decision.models
-    return [*decision.models, own_model]
 
 
 async def _relay(upstream: aiohttp.ClientResponse, api: ApiFormat) -> AsyncIterator[bytes]:
@@ -235,13 +275,6 @@ def _stream_error_event(api: ApiFormat, message: str) -> bytes:
     if api.name == "anthropic_messages":
         return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
     return f"data: {json.dumps(body)}\n\n".encode()
-
-
-def _client_key(request: Request) -> str | None:
-    authorization = request.headers.get("authorization", "")
-    if authorization.lower().startswith("bearer "):
-        return authorization[7:].strip() or None
-    return request.headers.get("x-api-key") or None
 
 
 def _upstream_message(upstream: aiohttp.ClientResponse, body: bytes) -> str:

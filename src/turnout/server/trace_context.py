@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _INVALID_TRACE_ID = "0" * 32
@@ -23,3 +24,9 @@ def trace_id_from(traceparent: str | None) -> str:
             ):
                 return trace_id
     return secrets.token_hex(16)
+
+
+def trace_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The caller's trace context, for the services turnout calls on its behalf (filters)."""
+    traceparent = headers.get("traceparent")
+    return {"traceparent": traceparent} if traceparent else {}
