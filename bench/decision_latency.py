@@ -44,6 +44,11 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     return {f"p{q}": float(np.percentile(samples_ms, q)) for q in (50, 95, 99)}
 
 
+def unique_prompt(i: int, arm: str) -> str:
+    """A prompt never seen before in this process: the embedder remembers texts it embedded."""
+    return f"{PROMPTS[i % len(PROMPTS)]} ({arm} {i})"
+
+
 def timed(fn, n: int) -> list[float]:
     samples = []
     for i in range(n):
@@ -57,23 +62,29 @@ def in_process(n: int) -> None:
     embedder = Embedder(threads=1)
     service = RoutingService(load_config(CONFIG), EmbeddedRouter(embedder))
     service.prepare()
-    requests = [RoutingRequest(None, (Turn("user", p),)) for p in PROMPTS]
     loop = asyncio.new_event_loop()
 
     def decide_one(request: RoutingRequest) -> None:
         loop.run_until_complete(service.decide(request))
 
-    timed(lambda i: decide_one(requests[i % len(requests)]), 20)
-    decide = percentiles(timed(lambda i: decide_one(requests[i % len(requests)]), n))
-    embed = percentiles(timed(lambda i: embedder.embed([PROMPTS[i % len(PROMPTS)]]), n))
+    def decide_prompt(i: int) -> None:
+        decide_one(RoutingRequest(None, (Turn("user", unique_prompt(i, "decide")),)))
+
+    timed(decide_prompt, 20)
+    decide = percentiles(timed(decide_prompt, n))
+    embed = percentiles(timed(lambda i: embedder.embed([unique_prompt(i, "embed")]), n))
     print(f"in process, 1 thread, {n} decisions of short prompts")
     for key in decide:
         print(
             f"  {key}: decision {decide[key]:.2f} ms, bare embedding {embed[key]:.2f} ms, "
             f"ratio {decide[key] / embed[key]:.2f}"
         )
-    huge = RoutingRequest(None, (Turn("user", "Summarize this:\n" + "word " * 1_600_000),))
-    largest = percentiles(timed(lambda i: decide_one(huge), 10))
+    words = "word " * 1_600_000
+
+    def decide_huge(i: int) -> None:
+        decide_one(RoutingRequest(None, (Turn("user", f"Summarize this ({i}):\n{words}"),)))
+
+    largest = percentiles(timed(decide_huge, 10))
     print(f"  an 8 MB message, p50: {largest['p50']:.2f} ms")
 
 
@@ -112,9 +123,9 @@ def over_http(n: int) -> None:
             first_decision_s = time.perf_counter() - started
             time.sleep(1)
             idle_rss = rss_mb(server.pid)
-            bodies = [{"messages": [{"role": "user", "content": p}]} for p in PROMPTS]
             post = lambda i: client.post(
-                "/routing/v1/chat/completions", json=bodies[i % len(bodies)]
+                "/routing/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": unique_prompt(i, "http")}]},
             )
             timed(post, 20)
             decide = percentiles(timed(post, n))
