@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
+    from turnout.governance.gate import Gate
     from turnout.providers.upstream import UpstreamPool
     from turnout.routing.decision import RoutingService
     from turnout.routing.llm import LlmRouter
@@ -62,6 +63,17 @@ def _llm_router(config: Config, pool: UpstreamPool) -> LlmRouter | None:
             "OpenAI-compatible endpoint (a vLLM, Ollama or llama.cpp server, say)"
         )
     return router
+
+
+def gate(config: Config, service: RoutingService, pool: UpstreamPool) -> Gate:
+    """The governance gate, with its guard models loaded now: a broken one stops the start."""
+    from turnout.governance.gate import build_gate
+    from turnout.governance.injection import InjectionModelError
+
+    try:
+        return build_gate(config, service.router.embedder, pool)
+    except InjectionModelError as exc:
+        raise StartupError(f"the prompt-injection guard's model: {exc}") from exc
 
 
 def describe_routers(service: RoutingService) -> str:
@@ -120,7 +132,8 @@ def serve(config: Config, listener: socket.socket, shutdown_grace: int, started:
     logger.info("ready in %.1fs on %s", time.perf_counter() - started, _address(listener))
     # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM is a clean stop.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server = uvicorn.Server(_server_config(create_app(service, pool), shutdown_grace))
+    app = create_app(service, pool, gate(config, service, pool))
+    server = uvicorn.Server(_server_config(app, shutdown_grace))
     server.run(sockets=[listener])
 
 
@@ -148,4 +161,4 @@ def worker_app() -> Starlette:
     pool = UpstreamPool()
     service = routing_service(config, pool)
     logger.info("worker %d: router %s", os.getpid(), describe_routers(service))
-    return create_app(service, pool)
+    return create_app(service, pool, gate(config, service, pool))
