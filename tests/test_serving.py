@@ -16,6 +16,7 @@ import httpx
 import pytest
 from conftest import ROOT, free_port, wait_until_serving
 from fakes import FakeProvider, Reply
+from prometheus_client.parser import text_string_to_metric_families
 
 CONFIG = """
 version: v0.4.0
@@ -161,6 +162,15 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path, upstream: Fake
         for i in range(6)
     ]
     assert [r.status_code for r in replies] == [200] * 6
+    # /metrics from whichever worker answers counts every worker's requests.
+    scraped = httpx.get(f"{served.url}/metrics", timeout=10).text
+    total = sum(
+        sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+        if sample.name == "turnout_requests_total"
+    )
+    assert total == 6
 
     assert served.stop(timeout=30) == 0, served.log()
     for pid in workers:

@@ -103,7 +103,7 @@ async def main(n: int) -> None:
     )
 
     gate = arms["guards on"][0]
-    edit = gate.guards.text_edit()
+    edit = gate.guards.text_edit([])
     assert edit is not None
     body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}}]}
     whole = []
@@ -116,7 +116,7 @@ async def main(n: int) -> None:
     events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     streamed = []
     for _ in range(n):
-        editor = StreamTextEditor("openai_chat", gate.guards.stream_editor())
+        editor = StreamTextEditor("openai_chat", gate.guards.stream_editor([]))
         started = time.perf_counter()
         for event in events:
             editor.event(None, event)

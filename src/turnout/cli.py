@@ -154,6 +154,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from turnout.observability.stats import run_stats
+
+    return run_stats(args.url, args.interval, args.once)
+
+
 def _fallback_note(decision: Decision) -> str:
     if decision.router_fallback is None:
         return ""
@@ -213,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--threads", type=int, default=1)
     evaluate.set_defaults(handler=cmd_eval)
+
+    stats = commands.add_parser("stats", help="a live summary of a running gateway's metrics")
+    stats.add_argument("url", nargs="?", default="http://127.0.0.1:12000")
+    stats.add_argument("--interval", type=float, default=5.0, help="seconds between scrapes")
+    stats.add_argument("--once", action="store_true", help="print one summary and exit")
+    stats.set_defaults(handler=cmd_stats)
     return parser
 
 

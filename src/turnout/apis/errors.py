@@ -18,6 +18,7 @@ class RequestError(Exception):
         kind: str = "invalid_request_error",
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        rejection: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -25,3 +26,6 @@ class RequestError(Exception):
         self.kind = kind
         self.param = param
         self.headers = headers or {}  # sent with the error response (Retry-After, x-ratelimit-*)
+        # Why governance refused it (authentication, rate_limit, budget, guardrail, filter...),
+        # for metrics and the access log; None for other errors.
+        self.rejection = rejection

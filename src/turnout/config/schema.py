@@ -276,6 +276,14 @@ class Overrides(Section):
     llm_routing_prompt: Literal["arch_router_v1", "plano_orchestrator_v1"] | None = None
 
 
+class Observability(Section):
+    """turnout's own telemetry settings (turnout extension, `observability`)."""
+
+    access_log: bool = True  # one JSON line per request on stdout
+    metrics_path: str = "/metrics"  # Prometheus exposition on the model listener's port
+    record_content: bool = False  # prompt and answer text in trace spans (off: never recorded)
+
+
 class SpanAttributes(Section):
     header_prefixes: list[str] = []
     static: dict[str, str] = {}
@@ -362,6 +370,7 @@ class Config(Section):
     prompt_targets: Any = None
     prompt_guards: PromptGuards | None = None
     governance: Governance = Governance()  # turnout extension
+    observability: Observability = Observability()  # turnout extension
     mode: Any = None
     state_storage: Any = None
     model_metrics_sources: Any = None

@@ -59,6 +59,7 @@ class FilterChain:
                         f"The filter '{spec.id}' is unavailable; the request was not processed.",
                         status=503,
                         kind="api_error",
+                        rejection="filter",
                     ) from exc
         return messages
 
@@ -106,7 +107,8 @@ def _refusal(spec: Filter, status: int, body: bytes) -> RequestError:
         if isinstance(candidate, str):
             text = candidate
     message = text[:MAX_MESSAGE_CHARS] or f"Refused by the filter '{spec.id}'."
-    return RequestError(message, status=status, kind=_KINDS.get(status, "invalid_request_error"))
+    kind = _KINDS.get(status, "invalid_request_error")
+    return RequestError(message, status=status, kind=kind, rejection="filter")
 
 
 def last_text(messages: Messages) -> str | None:

@@ -54,6 +54,7 @@ class Admitted:
     token_counts: dict[Check, str]  # which tokens each token limit counts
     headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* for the response
     request_headers: Mapping[str, str] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)  # what the guards did, e.g. "pii.input.redact"
 
 
 class Gate:
@@ -101,15 +102,15 @@ class Gate:
         trace_headers: dict[str, str],
     ) -> Admitted:
         caller = self.keys.authenticate(headers)
-        self.guards.check_size(api, body)
         admitted = self._admitted(caller, api, body, headers)
+        self.guards.check_size(api, body, admitted.events)
         admission = await self.limiter.admit(admitted.checks)
         admitted.headers = dict(admission.headers)
         if admission.rejection is not None:
             raise rate_limited(admission.rejection, admitted.headers)
         await self._check_budget(caller)
-        await self.guards.check_injection(turns)
-        admitted.body = self.guards.guard_input_pii(api, admitted.body)
+        await self.guards.check_injection(turns, admitted.events)
+        admitted.body = self.guards.guard_input_pii(api, admitted.body, admitted.events)
         admitted.body = await self._run_input_filters(api, admitted.body, turns, trace_headers)
         return admitted
 
@@ -137,6 +138,7 @@ class Gate:
                 status=503,
                 kind="api_error",
                 headers={"retry-after": overspent.retry_after_header()},
+                rejection="budget",
             )
         if overspent is not None:
             period = "daily" if overspent.period == "day" else "monthly"
@@ -146,6 +148,7 @@ class Gate:
                 status=429,
                 kind="rate_limit_error",
                 headers={"retry-after": overspent.retry_after_header()},
+                rejection="budget",
             )
 
     async def _run_input_filters(
@@ -199,15 +202,17 @@ class Gate:
         """Whether responses must be read: for output guards, or to count tokens and cost."""
         caller = admitted.caller
         return (
-            self.guards.text_edit() is not None
+            self.guards.guards_output
             or bool(self.output_filters)
             or any(check[0].counted == "tokens" for check in admitted.checks)
             or (caller is not None and caller.settings.budget is not None)
         )
 
-    async def guard_response(self, api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    async def guard_response(
+        self, admitted: Admitted, api: Api, body: dict[str, Any]
+    ) -> dict[str, Any]:
         """A whole response body after the output guards and the output filter chain."""
-        edit = self.guards.text_edit()
+        edit = self.guards.text_edit(admitted.events)
         if edit is not None:
             body = map_body_texts(api, body, edit)
         if not self.output_filters:
@@ -223,26 +228,24 @@ class Gate:
 
     async def settle(
         self, admitted: Admitted, model_id: str, usage: Usage | None, output_chars: int
-    ) -> None:
-        """Count the response's tokens against token limits and its cost against the budget.
-        Without reported usage (a chat stream without `include_usage`), tokens are estimated
-        as characters / 4."""
+    ) -> tuple[Usage, float | None]:
+        """Count the response's tokens against token limits and its cost against the budget;
+        the usage and cost, for telemetry. Without reported usage (a chat stream without
+        `include_usage`), tokens are estimated as characters / 4."""
         if usage is None:
             prompt_chars = sum(len(text) for text in request_texts(admitted.api, admitted.body))
             usage = Usage(prompt_chars // TOKEN_CHARS, output_chars // TOKEN_CHARS)
         for check, count in admitted.token_counts.items():
             if check[0].counted == "tokens":
                 await self.limiter.record_tokens([check], counted_tokens(usage, count))
-        caller = admitted.caller
-        if caller is None or caller.settings.budget is None:
-            return
         cost = self.prices.cost(model_id, usage.input_tokens, usage.output_tokens)
-        if cost is None:
-            logger.warning(
-                "no price for %s: its cost is not charged to '%s'", model_id, caller.name
-            )
-            return
-        await self.budgets.charge(caller.name, cost)
+        caller = admitted.caller
+        if caller is not None and caller.settings.budget is not None:
+            if cost is None:
+                logger.warning("no price for %s: not charged to '%s'", model_id, caller.name)
+            else:
+                await self.budgets.charge(caller.name, cost)
+        return usage, cost
 
     async def aclose(self) -> None:
         await self.limiter.aclose()
@@ -274,4 +277,5 @@ def rate_limited(rejection: Rejection, headers: dict[str, str]) -> RequestError:
         status=429 if not rejection.storage_unavailable else 503,
         kind="rate_limit_error" if not rejection.storage_unavailable else "api_error",
         headers={**headers, "retry-after": rejection.retry_after_header()},
+        rejection="rate_limit",
     )

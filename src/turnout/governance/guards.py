@@ -1,11 +1,11 @@
 """Content guardrails: size limits, prompt injection and PII, on prompts and on answers (whole
-or streamed). Each counts what it does in `events` and logs the kinds it found, never the text."""
+or streamed). Each appends what it did to the request's `events` (for metrics and the access
+log) and logs the kinds it found, never the text."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,30 +31,31 @@ class Guards:
         if self.injection_guard is not None and injection is None:
             raise ValueError("a prompt-injection guard is configured but no detector was given")
         self.injection = injection
-        self.events: Counter[str] = Counter()  # guard outcomes, e.g. "pii.input.redact"
 
-    def check_size(self, api: Api, body: dict[str, Any]) -> None:
+    def check_size(self, api: Api, body: dict[str, Any], events: list[str]) -> None:
         size = self.guardrails.size
         if size is None:
             return
         conversation = body.get("input" if api == "openai_responses" else "messages")
         count = len(conversation) if isinstance(conversation, list) else 1
         if size.max_messages is not None and count > size.max_messages:
-            self.events["size.messages.block"] += 1
+            events.append("size.messages.block")
             raise RequestError(
                 f"The request has {count} messages; this gateway accepts at most {size.max_messages}.",
                 param="messages",
+                rejection="guardrail",
             )
         tokens = sum(len(text) for text in request_texts(api, body)) // TOKEN_CHARS
         if size.max_input_tokens is not None and tokens > size.max_input_tokens:
-            self.events["size.tokens.block"] += 1
+            events.append("size.tokens.block")
             raise RequestError(
                 f"The prompt is about {tokens} tokens; this gateway accepts at most "
                 f"{size.max_input_tokens}.",
                 param="messages",
+                rejection="guardrail",
             )
 
-    async def check_injection(self, turns: tuple[Turn, ...]) -> None:
+    async def check_injection(self, turns: tuple[Turn, ...], events: list[str]) -> None:
         guard = self.injection_guard
         if guard is None or self.injection is None:
             return
@@ -65,14 +66,16 @@ class Guards:
         scores = await asyncio.to_thread(detector.scores, texts)
         if float(scores.max()) < detector.threshold:
             return
-        self.events[f"prompt_injection.{guard.action}"] += 1
+        events.append(f"prompt_injection.{guard.action}")
         logger.warning(
             "prompt injection detected (score %.2f); %s", float(scores.max()), guard.action
         )
         if guard.action == "block":
-            raise RequestError(guard.message or DEFAULT_INJECTION_MESSAGE, param="messages")
+            raise RequestError(
+                guard.message or DEFAULT_INJECTION_MESSAGE, param="messages", rejection="guardrail"
+            )
 
-    def guard_input_pii(self, api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    def guard_input_pii(self, api: Api, body: dict[str, Any], events: list[str]) -> dict[str, Any]:
         guard = self.guardrails.pii
         if guard is None or not guard.input:
             return body
@@ -81,46 +84,50 @@ class Guards:
         )
         if not kinds:
             return body
-        self.events[f"pii.input.{guard.action}"] += 1
+        events.append(f"pii.input.{guard.action}")
         logger.warning("PII in a prompt (%s); %s", ", ".join(kinds), guard.action)
         if guard.action == "block":
             raise RequestError(
                 f"The request was refused: the prompt contains personal data ({', '.join(kinds)}).",
                 param="messages",
+                rejection="guardrail",
             )
         if guard.action == "redact":
             return map_request_texts(api, body, lambda text: redact(text, guard.kinds)[0])
         return body
 
-    def text_edit(self) -> Callable[[str], str] | None:
+    @property
+    def guards_output(self) -> bool:
+        return self.guardrails.pii is not None and self.guardrails.pii.output
+
+    def text_edit(self, events: list[str]) -> Callable[[str], str] | None:
         """What output guards do to a whole response text, or None when none applies."""
         guard = self.guardrails.pii
         if guard is None or not guard.output:
             return None
-        return lambda text: self._guard_output_pii(text)
+        return lambda text: self._guard_output_pii(text, events)
 
-    def _guard_output_pii(self, text: str) -> str:
+    def _guard_output_pii(self, text: str, events: list[str]) -> str:
         guard = self.guardrails.pii
         assert guard is not None
         redacted, matches = redact(text, guard.kinds)
         if not matches:
             return text
         kinds = sorted({m.kind for m in matches})
-        self.events[f"pii.output.{guard.action}"] += 1
+        events.append(f"pii.output.{guard.action}")
         logger.warning("PII in a response (%s); %s", ", ".join(kinds), guard.action)
         if guard.action == "block":
             raise OutputBlocked(kinds)
         return redacted if guard.action == "redact" else text
 
-    def stream_editor(self) -> Callable[[], StreamRedactor] | None:
+    def stream_editor(self, events: list[str]) -> Callable[[], StreamRedactor] | None:
         """A fresh per-text editor for streamed responses, or None when no output guard applies."""
         guard = self.guardrails.pii
         if guard is None or not guard.output:
             return None
-        guards = self
 
         def editor() -> StreamRedactor:
-            return _GuardedStream(guards, guard.kinds, guard.action)
+            return _GuardedStream(events, guard.kinds, guard.action)
 
         return editor
 
@@ -146,6 +153,7 @@ class OutputBlocked(Exception):
             f"The response was withheld: it contains personal data ({', '.join(self.kinds)}).",
             status=502,
             kind="api_error",
+            rejection="guardrail",
         )
 
 
@@ -153,9 +161,9 @@ class _GuardedStream(StreamRedactor):
     """A stream redactor that also applies the guard's action: `block` stops the stream,
     `log` emits the text unchanged."""
 
-    def __init__(self, guards: Guards, kinds: Sequence[PiiKind], action: str) -> None:
+    def __init__(self, events: list[str], kinds: Sequence[PiiKind], action: str) -> None:
         super().__init__(kinds)
-        self._guards = guards
+        self._events = events
         self._action = action
         self._original: list[str] = []
         self._reported = 0
@@ -171,7 +179,7 @@ class _GuardedStream(StreamRedactor):
         new = self.found[self._reported :]
         if new:
             self._reported = len(self.found)
-            self._guards.events[f"pii.output.{self._action}"] += 1
+            self._events.append(f"pii.output.{self._action}")
             logger.warning("PII in a streamed response (%s); %s", ", ".join(new), self._action)
             if self._action == "block":
                 raise OutputBlocked(list(dict.fromkeys(new)))

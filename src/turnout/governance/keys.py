@@ -103,7 +103,9 @@ def _resolved(config: Config, models: Iterable[str] | None) -> frozenset[str] | 
 
 
 def _unauthorized(message: str) -> RequestError:
-    return RequestError(message, status=401, kind="authentication_error")
+    return RequestError(
+        message, status=401, kind="authentication_error", rejection="authentication"
+    )
 
 
 def forbidden_model(caller: Caller, model: str) -> RequestError:
@@ -112,4 +114,5 @@ def forbidden_model(caller: Caller, model: str) -> RequestError:
         status=403,
         kind="permission_error",
         param="model",
+        rejection="permission",
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -16,6 +17,8 @@ from turnout.apis import API_FORMATS, ApiFormat
 from turnout.apis.errors import RequestError
 from turnout.config import Config
 from turnout.governance.gate import Gate, build_gate
+from turnout.observability.record import Kind
+from turnout.observability.telemetry import Telemetry, Track
 from turnout.providers.failover import Cooldowns
 from turnout.providers.upstream import UpstreamPool
 from turnout.routing.decision import RoutingService
@@ -93,14 +96,37 @@ def _readiness(service: RoutingService, pool: UpstreamPool) -> tuple[bool, dict[
 
 
 def create_app(
-    service: RoutingService, pool: UpstreamPool | None = None, gate: Gate | None = None
+    service: RoutingService,
+    pool: UpstreamPool | None = None,
+    gate: Gate | None = None,
+    telemetry: Telemetry | None = None,
 ) -> Starlette:
     """`pool` is shared with the LLM router when there is one; the app closes it on shutdown.
-    `gate` defaults to the one the config asks for."""
+    `gate` and `telemetry` default to what the config asks for."""
     config = service.config
     limit = config.max_body_bytes
     pool = pool or UpstreamPool()
     gate = gate or build_gate(config, service.router.embedder, pool)
+    telemetry = telemetry or Telemetry.from_config(config)
+
+    async def tracked(
+        request: Request, api: ApiFormat, kind: Kind, handle: Callable[[Track], Awaitable[Response]]
+    ) -> Response:
+        """Every request gets a record and a span, closed when the client has the answer."""
+        track = telemetry.open(request.url.path, api.name, kind, request.headers)
+        try:
+            response = await handle(track)
+        except RequestError as exc:
+            track.record.rejection = exc.rejection  # type: ignore[assignment]
+            response = _error_response(request.url.path, exc)
+        except Exception:
+            track.close(500)
+            raise
+        return track.respond(response)
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = telemetry.metrics.exposition()
+        return Response(body, media_type=content_type)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "router": service.router_kind})
@@ -114,7 +140,12 @@ def create_app(
 
     def routing_endpoint(api: ApiFormat):
         async def endpoint(request: Request) -> Response:
-            return await route_request(request, api, service, gate, limit)
+            return await tracked(
+                request,
+                api,
+                "decision",
+                lambda track: route_request(request, api, service, gate, limit, track),
+            )
 
         return endpoint
 
@@ -122,7 +153,9 @@ def create_app(
 
     def proxy_endpoint(api: ApiFormat):
         async def endpoint(request: Request) -> Response:
-            return await proxy.handle(request, api)
+            return await tracked(
+                request, api, "proxy", lambda track: proxy.handle(request, api, track)
+            )
 
         return endpoint
 
@@ -133,6 +166,7 @@ def create_app(
         yield
         await gate.aclose()
         await pool.aclose()
+        await asyncio.to_thread(telemetry.shutdown)
 
     routes = [
         Route(path, routing_endpoint(API_FORMATS[name]), methods=["POST"])
@@ -142,7 +176,12 @@ def create_app(
         Route(path, proxy_endpoint(API_FORMATS[name]), methods=["POST"])
         for path, name in PROXY_ENDPOINTS.items()
     ]
-    routes += [Route("/healthz", healthz), Route("/readyz", readyz), Route("/v1/models", models)]
+    routes += [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/v1/models", models),
+        Route(config.observability.metrics_path, metrics),
+    ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,

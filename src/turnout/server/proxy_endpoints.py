@@ -10,22 +10,37 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from opentelemetry.trace import SpanKind
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from turnout.apis import ApiFormat
 from turnout.apis.errors import RequestError
-from turnout.apis.response_text import StreamTextEditor, body_usage, edit_sse
+from turnout.apis.response_text import (
+    StreamTextEditor,
+    Usage,
+    body_usage,
+    edit_sse,
+    map_body_texts,
+)
 from turnout.apis.sse import aiter_events
 from turnout.apis.translation import TRANSLATIONS, StreamTranslator, Translation
 from turnout.governance.gate import Admitted, Gate, rate_limited
 from turnout.governance.guards import OutputBlocked
 from turnout.governance.keys import presented_key
+from turnout.observability.record import Attempt, Outcome
+from turnout.observability.telemetry import Track
+from turnout.observability.tracing import (
+    attempt_span_name,
+    set_attempt_outcome,
+    upstream_attributes,
+)
 from turnout.providers.failover import (
     DEFAULT_COOLDOWN,
     MAX_ATTEMPTS,
@@ -34,9 +49,10 @@ from turnout.providers.failover import (
     retry_after,
 )
 from turnout.providers.upstream import Target, TargetError, UpstreamPool, target_for
+from turnout.routing.conversation import Turn
 from turnout.routing.decision import Decision, RoutingService
 from turnout.server.body import read_json
-from turnout.server.trace_context import trace_headers
+from turnout.server.stages import decided, governed
 
 logger = logging.getLogger("turnout.proxy")
 
@@ -57,6 +73,7 @@ class Attempts:
     """What happened to each candidate, for the response headers and the final error."""
 
     admitted: Admitted
+    track: Track
     tried: list[str] = field(default_factory=list)
     last_error: RequestError | None = None
 
@@ -70,15 +87,16 @@ class Proxy:
         self.cooldowns = cooldowns
         self.gate = gate
 
-    async def handle(self, request: Request, api: ApiFormat) -> Response:
+    async def handle(self, request: Request, api: ApiFormat, track: Track) -> Response:
         config = self.service.config
+        record = track.record
         body = await read_json(request, config.max_body_bytes)
         routing_request = api.parse_routing_request(body)
         assert isinstance(body, dict)  # parse_routing_request refuses anything else
-        admitted = await self.gate.admit(
-            request.headers, api.name, body, routing_request.turns, trace_headers(request.headers)
-        )
-        decision = await self.service.decide(routing_request)
+        record.requested_model = routing_request.model
+        record.stream = bool(body.get("stream"))
+        admitted = await governed(self.gate, track, request, api, body, routing_request)
+        decision = await decided(self.service, track, routing_request)
         own_model = config.resolve_model(routing_request.model) if routing_request.model else None
         if decision.route is None and routing_request.model and own_model is None:
             configured = ", ".join(config.model_ids())
@@ -89,7 +107,7 @@ class Proxy:
         candidates = self.gate.allowed(admitted, decision, own_model)
         forwarded = {k: v for k, v in admitted.body.items() if k != "routing_preferences"}
         client_key = presented_key(request.headers)
-        attempts = Attempts(admitted=admitted)
+        attempts = Attempts(admitted=admitted, track=track)
         for model_id in self.cooldowns.order(candidates)[:MAX_ATTEMPTS]:
             try:
                 target = target_for(config, model_id, client_key, api.name)
@@ -99,6 +117,7 @@ class Proxy:
             rejection = await self.gate.admit_model(admitted, model_id)
             if rejection is not None:
                 attempts.last_error = rate_limited(rejection, admitted.headers)
+                record.attempts.append(Attempt(model_id, 429, 0.0, "rate_limited"))
                 continue
             attempts.tried.append(model_id)
             call = _Call(target, forwarded, api, TRANSLATIONS.get((api.name, target.api)))
@@ -115,21 +134,19 @@ class Proxy:
     ) -> Response | None:
         """The response to give the client, or None to try the next candidate."""
         target = call.target
-        session = self.pool.session_for(target.url)
-        try:
-            upstream = await session.post(
-                target.url,
-                data=json.dumps(call.upstream_body()).encode(),
-                headers={**target.headers, **_UPSTREAM_HEADERS},
-                timeout=target.timeout,
-            )
-        except _UPSTREAM_ERRORS as exc:
-            logger.warning("%s: %s", target.model_id, type(exc).__name__)
-            attempts.last_error = RequestError(
-                f"{target.model_id} could not be reached ({type(exc).__name__})",
-                status=502,
-                kind="api_error",
-            )
+        record = attempts.track.record
+        started = time.perf_counter()
+        with attempts.track.span(
+            attempt_span_name(target.model), upstream_attributes(target), SpanKind.CLIENT
+        ) as span:
+            upstream = await self._send(call, attempts, span)
+            status = upstream.status if upstream is not None else 0
+            outcome = _outcome(status)
+            set_attempt_outcome(span, status, outcome)
+        record.attempts.append(
+            Attempt(target.model_id, status, (time.perf_counter() - started) * 1000, outcome)
+        )
+        if upstream is None:
             return None
         if is_retryable(upstream.status):
             body = await _read(upstream)
@@ -139,12 +156,13 @@ class Proxy:
                 )
             attempts.last_error = _upstream_error(target, upstream, body)
             return None
+        record.model = target.model_id
         headers = {**_turnout_headers(target, decision, attempts), **attempts.admitted.headers}
         if upstream.status >= 400:
             error = _upstream_error(target, upstream, await _read(upstream))
             return _error_response(call.api, error, decision, attempts)
         if call.client_body.get("stream"):
-            return self._stream_response(call, upstream, headers, attempts.admitted)
+            return self._stream_response(call, upstream, headers, attempts)
         try:
             content = await upstream.read()
             parsed = json.loads(content)
@@ -157,34 +175,65 @@ class Proxy:
             return None
         finally:
             upstream.release()
-        if call.translation is None and not self.gate.reads_responses(attempts.admitted):
+        admitted = attempts.admitted
+        client_body = (
+            parsed if call.translation is None else call.translation.response(parsed, target.model)
+        )
+        try:
+            if self.gate.reads_responses(admitted):
+                client_body = await self.gate.guard_response(admitted, call.api.name, client_body)
+        except OutputBlocked as exc:
+            return _error_response(call.api, exc.as_error(), decision, attempts)
+        finally:
+            usage = body_usage(call.api.name, client_body)
+            await self._settle(attempts, target.model_id, usage, len(content))
+        if attempts.track.records_content:
+            attempts.track.content(_turns(call), _answer(call.api, client_body))
+        if call.translation is None and not self.gate.reads_responses(admitted):
             return Response(
                 content,
                 status_code=upstream.status,
                 headers={**_passed_headers(upstream), **headers},
             )
-        client_body = (
-            parsed if call.translation is None else call.translation.response(parsed, target.model)
-        )
-        try:
-            client_body = await self.gate.guard_response(call.api.name, client_body)
-        except OutputBlocked as exc:
-            return _error_response(call.api, exc.as_error(), decision, attempts)
-        finally:
-            await self.gate.settle(
-                attempts.admitted,
-                target.model_id,
-                body_usage(call.api.name, client_body),
-                len(json.dumps(client_body)),
-            )
         return JSONResponse(client_body, headers=headers)
+
+    async def _send(
+        self, call: _Call, attempts: Attempts, span: Any
+    ) -> aiohttp.ClientResponse | None:
+        """The upstream's response (any status), or None when it could not be reached."""
+        target = call.target
+        session = self.pool.session_for(target.url)
+        headers = attempts.track.inject({**target.headers, **_UPSTREAM_HEADERS}, span)
+        try:
+            return await session.post(
+                target.url,
+                data=json.dumps(call.upstream_body()).encode(),
+                headers=headers,
+                timeout=target.timeout,
+            )
+        except _UPSTREAM_ERRORS as exc:
+            logger.warning("%s: %s", target.model_id, type(exc).__name__)
+            attempts.last_error = RequestError(
+                f"{target.model_id} could not be reached ({type(exc).__name__})",
+                status=502,
+                kind="api_error",
+            )
+            return None
+
+    async def _settle(
+        self, attempts: Attempts, model_id: str, usage: Usage | None, output_chars: int
+    ) -> None:
+        usage, cost = await self.gate.settle(attempts.admitted, model_id, usage, output_chars)
+        record = attempts.track.record
+        record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+        record.cost_usd = cost
 
     def _stream_response(
         self,
         call: _Call,
         upstream: aiohttp.ClientResponse,
         headers: dict[str, str],
-        admitted: Admitted,
+        attempts: Attempts,
     ) -> Response:
         api = call.api
         frames: AsyncIterator[bytes]
@@ -195,22 +244,23 @@ class Proxy:
             translator = call.translation.stream(call.client_body, call.target.model)
             frames = _translate(upstream, api, translator)
             headers = {**headers, "content-type": "text/event-stream", "cache-control": "no-cache"}
-        if self.gate.reads_responses(admitted):
-            frames = self._governed(frames, api, call.target.model_id, admitted)
+        if self.gate.reads_responses(attempts.admitted):
+            frames = self._governed(frames, api, call.target.model_id, attempts)
         return StreamingResponse(frames, status_code=upstream.status, headers=headers)
 
     async def _governed(
-        self, frames: AsyncIterator[bytes], api: ApiFormat, model_id: str, admitted: Admitted
+        self, frames: AsyncIterator[bytes], api: ApiFormat, model_id: str, attempts: Attempts
     ) -> AsyncIterator[bytes]:
         """Output guards applied to a client-format stream; its usage counted when it ends."""
-        editor = StreamTextEditor(api.name, self.gate.guards.stream_editor())  # type: ignore[arg-type]
+        events = attempts.admitted.events
+        editor = StreamTextEditor(api.name, self.gate.guards.stream_editor(events))
         try:
-            async for frame in edit_sse(frames, editor, api.name):  # type: ignore[arg-type]
+            async for frame in edit_sse(frames, editor, api.name):
                 yield frame
         except OutputBlocked as exc:
             yield _stream_error_event(api, exc.as_error().message)
         finally:
-            await self.gate.settle(admitted, model_id, editor.usage, editor.text_chars)
+            await self._settle(attempts, model_id, editor.usage, editor.text_chars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,3 +383,22 @@ def _error_response(
         media_type="application/json",
         headers=headers,
     )
+
+
+def _outcome(status: int) -> Outcome:
+    if status == 0:
+        return "unreachable"
+    if is_retryable(status):
+        return "retryable"
+    return "failed" if status >= 400 else "answered"
+
+
+def _turns(call: _Call) -> tuple[Turn, ...]:
+    """The prompt as forwarded (after redaction and filters), for content recording."""
+    return call.api.parse_routing_request(call.client_body).turns
+
+
+def _answer(api: ApiFormat, body: dict[str, Any]) -> str:
+    texts: list[str] = []
+    map_body_texts(api.name, body, lambda text: texts.append(text) or text)  # type: ignore[func-returns-value]
+    return "".join(texts)

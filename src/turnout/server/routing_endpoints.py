@@ -10,9 +10,10 @@ from starlette.responses import JSONResponse
 
 from turnout.apis import ApiFormat
 from turnout.governance.gate import Gate
+from turnout.observability.telemetry import Track
 from turnout.routing.decision import Decision, RoutingService
 from turnout.server.body import read_json
-from turnout.server.trace_context import trace_headers, trace_id_from
+from turnout.server.stages import decided, governed
 
 _EXPLAIN_VALUES = {"1", "true", "yes"}
 
@@ -36,24 +37,28 @@ def decision_body(decision: Decision, trace_id: str, explain: bool) -> dict[str,
 
 
 async def route_request(
-    request: Request, api: ApiFormat, service: RoutingService, gate: Gate, max_body_bytes: int
+    request: Request,
+    api: ApiFormat,
+    service: RoutingService,
+    gate: Gate,
+    max_body_bytes: int,
+    track: Track,
 ) -> JSONResponse:
     """The decision, after the governance stage: keys, limits and input guards apply here too,
     and the models are those the caller may use."""
-    trace_id = trace_id_from(request.headers.get("traceparent"))
     body = await read_json(request, max_body_bytes)
     routing_request = api.parse_routing_request(body)
     assert isinstance(body, dict)  # parse_routing_request refuses anything else
-    admitted = await gate.admit(
-        request.headers, api.name, body, routing_request.turns, trace_headers(request.headers)
-    )
-    decision = await service.decide(routing_request)
+    track.record.requested_model = routing_request.model
+    admitted = await governed(gate, track, request, api, body, routing_request)
+    decision = await decided(service, track, routing_request)
     config = service.config
     own = config.resolve_model(routing_request.model) if routing_request.model else None
     # A permitted route answers its models alone; otherwise the request's own (or default) model.
     routed = decision.route is not None and gate.route_permitted(admitted, decision.route)
     models = gate.allowed(admitted, decision, None if routed else own or config.default_model)
     explain = request.query_params.get("explain", "").lower() in _EXPLAIN_VALUES
+    trace_id = track.record.trace_id
     return JSONResponse(
         decision_body(replace(decision, models=models), trace_id, explain),
         headers={"x-request-id": trace_id, **admitted.headers},

@@ -11,7 +11,10 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("turnout")
 
 WORKER_CONFIG_VARIABLE = "TURNOUT_WORKER_CONFIG"
+METRICS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own name
 
 
 class StartupError(Exception):
@@ -148,7 +152,22 @@ def serve_workers(
         "turnout.server.runner:worker_app", shutdown_grace, factory=True, workers=workers
     )
     logger.info("starting %d workers on %s", workers, _address(listener))
-    Multiprocess(server_config, sockets=[listener]).run()
+    # Workers keep their metrics in files here, so /metrics on any worker sums them all.
+    with _metrics_directory():
+        Multiprocess(server_config, sockets=[listener]).run()
+
+
+@contextmanager
+def _metrics_directory() -> Iterator[None]:
+    if os.environ.get(METRICS_DIRECTORY_VARIABLE):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="turnout-metrics-") as directory:
+        os.environ[METRICS_DIRECTORY_VARIABLE] = directory
+        try:
+            yield
+        finally:
+            del os.environ[METRICS_DIRECTORY_VARIABLE]
 
 
 def worker_app() -> Starlette:
