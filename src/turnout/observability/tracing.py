@@ -56,7 +56,7 @@ from opentelemetry.util.types import AttributeValue
 
 from turnout import __version__
 from turnout.observability.record import RequestRecord
-from turnout.server.trace_context import trace_id_from
+from turnout.observability.trace_context import trace_id_from
 
 if TYPE_CHECKING:
     from turnout.config.schema import Tracing as TracingConfig
@@ -563,9 +563,11 @@ def attempt_outcome_attributes(status: int, outcome: str) -> Attributes:
     return attributes
 
 
-def set_attempt_outcome(span: Span, status: int, outcome: str) -> None:
-    """Close an upstream attempt's span: its status, outcome, and failure mark."""
-    record_result(span, attempt_outcome_attributes(status, outcome))
+def set_attempt_outcome(span: Span | None, status: int, outcome: str) -> None:
+    """Close an upstream attempt's span (None with tracing off): its status, outcome, and
+    failure mark."""
+    if span is not None:
+        record_result(span, attempt_outcome_attributes(status, outcome))
 
 
 def decision_attributes(decision: Decision) -> Attributes:
