@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,11 @@ class Observed:
     spans: InMemorySpanExporter
     log: io.StringIO
 
-    def lines(self) -> list[dict]:
+    def lines(self, count: int) -> list[dict]:
+        """The access log's lines, once `count` are written (lines are written in batches)."""
+        deadline = time.monotonic() + 5
+        while len(self.log.getvalue().splitlines()) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
         return [json.loads(line) for line in self.log.getvalue().splitlines()]
 
     def scrape(self) -> dict[str, list]:
@@ -140,7 +145,7 @@ def test_the_access_log_line_says_what_happened(observed: Observed) -> None:
     ) as response:
         assert "data: [DONE]" in "".join(response.iter_text())
 
-    (line,) = observed.lines()
+    (line,) = observed.lines(1)
     assert line["request_id"] == line["trace_id"] == TRACE_ID
     assert line["endpoint"] == "/v1/chat/completions" and line["kind"] == "proxy"
     assert line["stream"] is True and line["status"] == 200
@@ -166,7 +171,7 @@ def test_refusals_and_decisions_are_logged_and_counted(observed: Observed) -> No
     decision = observed.client.post("/routing/v1/chat/completions", json=chat(CODE))
     assert refused.status_code == 429 and decision.status_code == 200
 
-    lines = observed.lines()
+    lines = observed.lines(3)
     assert [line["status"] for line in lines] == [200, 429, 200]
     assert lines[1]["rejection"] == "rate_limit"
     assert lines[2]["kind"] == "decision" and lines[2]["route"] == "code_generation"

@@ -104,10 +104,11 @@ class Gate:
         caller = self.keys.authenticate(headers)
         admitted = self._admitted(caller, api, body, headers)
         self.guards.check_size(api, body, admitted.events)
-        admission = await self.limiter.admit(admitted.checks)
-        admitted.headers = dict(admission.headers)
-        if admission.rejection is not None:
-            raise rate_limited(admission.rejection, admitted.headers)
+        if admitted.checks:
+            admission = await self.limiter.admit(admitted.checks)
+            admitted.headers = dict(admission.headers)
+            if admission.rejection is not None:
+                raise rate_limited(admission.rejection, admitted.headers)
         await self._check_budget(caller)
         await self.guards.check_injection(turns, admitted.events)
         admitted.body = self.guards.guard_input_pii(api, admitted.body, admitted.events)

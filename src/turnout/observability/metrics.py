@@ -14,6 +14,7 @@ all workers."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -105,6 +106,7 @@ class Metrics:
     `request_ended` are not in the record: call them as a request starts and ends."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -212,6 +214,15 @@ class Metrics:
             for action in GUARD_ACTIONS:
                 self.guardrail_events.labels(guard, action)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: prometheus_client validates and copies the labels
+        on every lookup (about 2 µs), some 15 times a request; the label sets here are bounded."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     # ------------------------------------------------------------------ per request
 
     def observe(self, record: RequestRecord) -> None:
@@ -220,21 +231,21 @@ class Metrics:
         kind = _one_of(record.kind, KINDS)
         model = _name(record.model)
         key = _name(record.client_key)
-        self.requests.labels(
-            endpoint, kind, _status(record.status), model, _name(record.route)
+        self._child(
+            self.requests, endpoint, kind, _status(record.status), model, _name(record.route)
         ).inc()
         if record.latency_ms is not None:
-            self.request_duration.labels(endpoint, kind, str(record.stream).lower()).observe(
+            self._child(self.request_duration, endpoint, kind, str(record.stream).lower()).observe(
                 record.latency_ms / 1000
             )
         if record.stream and record.ttft_ms is not None and record.model:
-            self.ttft.labels(model).observe(record.ttft_ms / 1000)
+            self._child(self.ttft, model).observe(record.ttft_ms / 1000)
         if record.input_tokens:
-            self.tokens.labels(model, key, "input").inc(record.input_tokens)
+            self._child(self.tokens, model, key, "input").inc(record.input_tokens)
         if record.output_tokens:
-            self.tokens.labels(model, key, "output").inc(record.output_tokens)
+            self._child(self.tokens, model, key, "output").inc(record.output_tokens)
         if record.cost_usd:
-            self.cost.labels(model, key).inc(record.cost_usd)
+            self._child(self.cost, model, key).inc(record.cost_usd)
         if record.router is not None:
             self.router_decision(
                 record.router,
@@ -245,7 +256,7 @@ class Metrics:
         for attempt in record.attempts:
             self.upstream_attempt(attempt.model, attempt.outcome, status=attempt.status)
         if record.rejection is not None:
-            self.rejections.labels(_one_of(record.rejection, REJECTIONS), key).inc()
+            self._child(self.rejections, _one_of(record.rejection, REJECTIONS), key).inc()
         for event in record.guard_events:
             self.guard_event(event)
 
@@ -256,12 +267,12 @@ class Metrics:
         became a stream (`stream=True`: counted in the streams in flight). A streamed request is
         started twice, once each way, and so ended twice."""
         gauge = self.streams_in_flight if stream else self.requests_in_flight
-        gauge.labels(_one_of(kind, KINDS)).inc()
+        self._child(gauge, _one_of(kind, KINDS)).inc()
 
     def request_ended(self, kind: str, stream: bool) -> None:
         """Call once for each `request_started`, with the same arguments."""
         gauge = self.streams_in_flight if stream else self.requests_in_flight
-        gauge.labels(_one_of(kind, KINDS)).dec()
+        self._child(gauge, _one_of(kind, KINDS)).dec()
 
     def router_decision(
         self,
@@ -275,16 +286,16 @@ class Metrics:
         why the LLM router did not decide (None when it did or was not asked), and the
         configured route chosen (None: no route)."""
         router = _one_of(router, ROUTERS)
-        self.router_decisions.labels(router, _name(route)).inc()
+        self._child(self.router_decisions, router, _name(route)).inc()
         if latency_ms is not None:
-            self.router_duration.labels(router).observe(latency_ms / 1000)
+            self._child(self.router_duration, router).observe(latency_ms / 1000)
         if fallback is not None:
-            self.router_fallbacks.labels(_one_of(fallback, FALLBACK_REASONS)).inc()
+            self._child(self.router_fallbacks, _one_of(fallback, FALLBACK_REASONS)).inc()
 
     def guard_event(self, event: str) -> None:
         """A guard acted: "<guard>.<action>", e.g. "pii.input.redact", "prompt_injection.block",
         "size.messages.block". An unknown event counts as guard "other", action "other"."""
-        self.guardrail_events.labels(*_guard(event)).inc()
+        self._child(self.guardrail_events, *_guard(event)).inc()
 
     def upstream_attempt(self, model: str, outcome: str, *, status: int | None = None) -> None:
         """One candidate model tried: the configured model and how it ended. "rate_limited" means
@@ -293,9 +304,11 @@ class Metrics:
         (the provider's HTTP status, 0 for no response; None when not known)."""
         model = _name(model)
         outcome = _one_of(outcome, OUTCOMES)
-        self.upstream_attempts.labels(model, outcome).inc()
+        self._child(self.upstream_attempts, model, outcome).inc()
         if outcome not in {"answered", "rate_limited"}:  # rate_limited: turnout skipped it
-            self.upstream_errors.labels(model, NONE if status is None else _status(status)).inc()
+            self._child(
+                self.upstream_errors, model, NONE if status is None else _status(status)
+            ).inc()
 
     def ratelimit_storage_unavailable(self) -> None:
         self.ratelimit_storage_unavailable_total.inc()

@@ -40,7 +40,9 @@ class Telemetry:
         return Track(self, endpoint, api, kind, headers)
 
     def shutdown(self) -> None:
-        """Flushes buffered spans: can block up to the exporter's timeout with a collector down."""
+        """Flushes the access log and buffered spans: can block up to the exporter's timeout
+        with a collector down."""
+        self.access_log.flush()
         self.tracing.shutdown()
 
 
