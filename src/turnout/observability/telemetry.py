@@ -90,6 +90,11 @@ class Track:
             yield span
 
     @property
+    def traced(self) -> bool:
+        """Whether spans are recorded: attributes need computing only then."""
+        return self._tracing is not None
+
+    @property
     def records_content(self) -> bool:
         """Whether traces are on and the operator turned `observability.record_content` on."""
         return self._tracing is not None and self._tracing.record_content

@@ -136,9 +136,9 @@ class Proxy:
         target = call.target
         record = attempts.track.record
         started = time.perf_counter()
-        with attempts.track.span(
-            attempt_span_name(target.model), upstream_attributes(target), SpanKind.CLIENT
-        ) as span:
+        track = attempts.track
+        attributes = upstream_attributes(target) if track.traced else None
+        with track.span(attempt_span_name(target.model), attributes, SpanKind.CLIENT) as span:
             upstream = await self._send(call, attempts, span)
             status = upstream.status if upstream is not None else 0
             outcome = _outcome(status)
