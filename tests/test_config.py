@@ -855,3 +855,152 @@ def test_request_routing_preferences_must_be_a_list() -> None:
         parse_routing_preferences({"name": "a"})
 
     assert caught.value.problems == ["routing_preferences: Input should be a valid list"]
+
+
+# --- route evidence and the cascade (routing.bootstrap, routing.cascade) --------------------
+
+
+def with_router(**routing: Any) -> dict[str, Any]:
+    """The small config with an LLM router model configured and `routing` set."""
+    data = base(overrides={"llm_routing_model": "openai/gpt-4o-mini"}, routing=routing)
+    return data
+
+
+def test_routing_no_route_examples_bootstrap_and_cascade_load() -> None:
+    config = parse_config(
+        with_router(
+            no_route_examples=["what's the capital of France?", "tell me a joke"],
+            bootstrap={"cache_path": "route-examples.yaml", "model": "gpt-4o", "per_route": 10},
+            cascade={"min_confidence": 0.6},
+        )
+    )
+
+    assert config.routing.no_route_examples == ["what's the capital of France?", "tell me a joke"]
+    assert config.routing.bootstrap is not None
+    assert (config.routing.bootstrap.model, config.routing.bootstrap.per_route) == ("gpt-4o", 10)
+    assert config.routing.cascade is not None
+    assert config.routing.cascade.min_confidence == 0.6
+    assert config.warnings == []
+
+
+def test_routing_evidence_and_cascade_are_off_by_default() -> None:
+    config = parse_config(base())
+    assert config.routing.no_route_examples == []
+    assert (config.routing.bootstrap, config.routing.cascade) == (None, None)
+
+
+@pytest.mark.parametrize("min_confidence", [0, 1, 0.0, 1.0])
+def test_the_cascade_bounds_are_accepted(min_confidence: float) -> None:
+    config = parse_config(with_router(cascade={"min_confidence": min_confidence}))
+    assert config.routing.cascade is not None
+    assert config.routing.cascade.min_confidence == min_confidence
+
+
+@pytest.mark.parametrize(
+    ("bootstrap", "problem"),
+    [
+        (
+            {"cache_path": "c.yaml", "model": "openai/gpt-5"},
+            "routing.bootstrap.model: unknown model 'openai/gpt-5'",
+        ),
+        (
+            {"cache_path": "c.yaml", "model": "openai/*"},
+            "routing.bootstrap.model: 'openai/*' is a wildcard; name one of its models",
+        ),
+        (
+            {"cache_path": "c.yaml", "per_route": 0},
+            "routing.bootstrap.per_route: Input should be greater than or equal to 1",
+        ),
+        (
+            {"cache_path": "c.yaml", "per_route": 201},
+            "routing.bootstrap.per_route: Input should be less than or equal to 200",
+        ),
+        (
+            {"cache_path": "c.yaml", "no_route": -1},
+            "routing.bootstrap.no_route: Input should be greater than or equal to 0",
+        ),
+        ({"model": "gpt-4o"}, "routing.bootstrap.cache_path: required key is missing"),
+        ({"cache_path": ""}, "routing.bootstrap.cache_path: must not be empty"),
+    ],
+)
+def test_bootstrap_problems_are_reported_at_their_key_path(
+    bootstrap: dict[str, Any], problem: str
+) -> None:
+    assert problems_of(base(routing={"bootstrap": bootstrap})) == [problem]
+
+
+def test_a_bootstrap_model_may_be_an_alias() -> None:
+    data = base(
+        model_aliases={"writer": {"target": "openai/gpt-4o"}},
+        routing={"bootstrap": {"cache_path": "c.yaml", "model": "writer"}},
+    )
+    assert parse_config(data).routing.bootstrap is not None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"llm_routing_model": "openai/gpt-5"},  # named, but not a configured model
+    ],
+)
+def test_a_cascade_needs_an_llm_router(overrides: dict[str, Any]) -> None:
+    data = base(overrides=overrides, routing={"cascade": {"min_confidence": 0.5}})
+
+    problems = problems_of(data)
+
+    assert [p.split(":", 1)[0] for p in problems] == ["routing.cascade"]
+    assert "overrides.llm_routing_model" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("cascade", "problem"),
+    [
+        (
+            {"min_confidence": -0.1},
+            "routing.cascade.min_confidence: Input should be greater than or equal to 0",
+        ),
+        (
+            {"min_confidence": 1.5},
+            "routing.cascade.min_confidence: Input should be less than or equal to 1",
+        ),
+        ({}, "routing.cascade.min_confidence: required key is missing"),
+        (
+            {"min_confidence": 0.5, "max_confidence": 0.9},
+            "routing.cascade.max_confidence: unknown key",
+        ),
+    ],
+)
+def test_cascade_problems_are_reported_at_their_key_path(
+    cascade: dict[str, Any], problem: str
+) -> None:
+    assert problems_of(with_router(cascade=cascade)) == [problem]
+
+
+@pytest.mark.parametrize("value", ["just one", [""], [3]])
+def test_no_route_examples_must_be_a_list_of_texts(value: object) -> None:
+    problems = problems_of(base(routing={"no_route_examples": value}))
+    assert len(problems) == 1
+    assert problems[0].startswith("routing.no_route_examples")
+
+
+def test_a_client_key_may_be_an_admin() -> None:
+    key = "k" * 32
+    data = base(
+        governance={
+            "client_keys": [
+                {"name": "ops", "key": "$OPS_KEY", "admin": True},
+                {"name": "app", "key": "$APP_KEY"},
+            ]
+        }
+    )
+
+    config = parse_config(data, env={"OPS_KEY": key, "APP_KEY": "a" * 32})
+
+    assert [k.admin for k in config.governance.client_keys] == [True, False]
+    assert problems_of(
+        base(governance={"client_keys": [{"name": "ops", "key": "$K", "admin": "sometimes"}]}),
+        env={"K": key},
+    ) == [
+        "governance.client_keys[0].admin: Input should be a valid boolean, unable to interpret input"
+    ]

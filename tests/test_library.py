@@ -48,7 +48,7 @@ def test_a_route_borrows_the_requests_of_its_topic(router: EmbeddedRouter) -> No
         Route("translation", "translating text between languages"),
         Route("poetry", "poems and poetry"),
     ]
-    index = router._index(routes)
+    index = router._index(routes, ())
     own = [len(route_texts(r.name, r.description, [])) for r in routes]
     assert all(count > own_count for count, own_count in zip(index.counts, own))
     topics, _ = library.library_text()

@@ -133,8 +133,9 @@ def test_without_explain_the_body_is_the_decision_and_the_router_that_made_it(
     gateway: httpx.Client,
 ) -> None:
     response = gateway.post("/routing/v1/chat/completions", json=chat(CODE_PROMPT))
-    assert set(response.json()) == {"models", "route", "trace_id", "router"}
+    assert set(response.json()) == {"models", "route", "trace_id", "router", "confidence"}
     assert response.json()["router"] == "embedded"
+    assert 0 < response.json()["confidence"] < 1
 
 
 def test_routing_preferences_are_not_treated_as_conversation(gateway: httpx.Client) -> None:

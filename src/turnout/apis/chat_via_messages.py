@@ -19,6 +19,7 @@ from typing import Any
 
 from turnout.apis import openai_chat
 from turnout.apis.errors import RequestError
+from turnout.routing.conversation import ROUTING_FIELDS
 
 Json = dict[str, Any]
 
@@ -59,7 +60,7 @@ _TRANSLATED = frozenset(
     }
 )
 # Fields the gateway itself reads; they never reach a provider, so dropping them is no loss.
-_READ_BY_GATEWAY = frozenset({"model", "stream_options", "routing_preferences"})
+_READ_BY_GATEWAY = frozenset({"model", "stream_options"}) | ROUTING_FIELDS
 # Values that ask for nothing beyond what Anthropic does anyway: dropped without a warning.
 _NO_OP_VALUES: dict[str, tuple[object, ...]] = {
     "n": (None, 1),

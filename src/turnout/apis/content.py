@@ -35,7 +35,17 @@ def routing_request(body: object, turns_of: Callable[[JsonObject], list[Turn]]) 
     preferences = body.get("routing_preferences")
     if preferences is not None and not isinstance(preferences, list):
         raise invalid("`routing_preferences` must be a list of routes.", "routing_preferences")
-    return RoutingRequest(model=model, turns=tuple(turns_of(body)), routing_preferences=preferences)
+    no_route = body.get("no_route_examples")
+    if no_route is not None and not (
+        isinstance(no_route, list) and all(isinstance(text, str) for text in no_route)
+    ):
+        raise invalid("`no_route_examples` must be a list of strings.", "no_route_examples")
+    return RoutingRequest(
+        model=model,
+        turns=tuple(turns_of(body)),
+        routing_preferences=preferences,
+        no_route_examples=no_route,
+    )
 
 
 def non_empty_list(value: object, param: str) -> list[Any]:

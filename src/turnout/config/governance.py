@@ -68,6 +68,7 @@ class ClientKey(Section):
     routes: list[Text] | None = None  # None: every route
     ratelimits: list[WindowLimit] = []
     budget: Budget | None = None
+    admin: bool = False  # may send route corrections to /routing/v1/feedback
 
     @model_validator(mode="after")
     def _one_secret(self) -> ClientKey:

@@ -249,6 +249,23 @@ class LlmRouterSettings(Section):
     cooldown_seconds: Annotated[float, Field(gt=0)] = 30.0  # skip the router this long, then probe
 
 
+class Bootstrap(Section):
+    """The route example cache (turnout extension, `routing.bootstrap`): examples an LLM wrote from
+    the route descriptions, plus corrections sent to `/routing/v1/feedback`."""
+
+    cache_path: Text
+    model: Text | None = None  # a configured model that writes the examples; None: never build
+    per_route: Annotated[int, Field(ge=1, le=200)] = 25
+    no_route: Annotated[int, Field(ge=0, le=400)] = 40
+    timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+
+
+class Cascade(Section):
+    """Ask the LLM router only when the embedded router is unsure (turnout extension)."""
+
+    min_confidence: Annotated[float, Field(ge=0, le=1)]
+
+
 class Routing(Section):
     """Plano's `routing` section (session pinning), plus turnout's router settings."""
 
@@ -259,6 +276,9 @@ class Routing(Section):
     session_cache: SessionCache = SessionCache()
     embedded: EmbeddedRouterSettings = EmbeddedRouterSettings()
     llm: LlmRouterSettings = LlmRouterSettings()
+    no_route_examples: list[Text] = []  # requests that must get no route
+    bootstrap: Bootstrap | None = None
+    cascade: Cascade | None = None
     llm_provider: Any = None
     model: Any = None
     model_provider: Any = None
@@ -474,6 +494,7 @@ class Config(Section):
                 if problem := self._model_problem(model, self.resolve_model(model)):
                     problems.append((("routing_preferences", r, "models", m), problem))
         problems += self._governance_problems()
+        problems += self._routing_problems()
         fail(problems)
         return self
 
@@ -506,6 +527,18 @@ class Config(Section):
                             loc,
                             f"filter '{filter_id}' is an MCP filter; turnout calls http filters (type: http)",
                         )
+
+    def _routing_problems(self) -> Iterator[tuple[Loc, str]]:
+        writer = self.routing.bootstrap.model if self.routing.bootstrap else None
+        if writer is not None and (
+            problem := self._model_problem(writer, self.resolve_model(writer))
+        ):
+            yield ("routing", "bootstrap", "model"), problem
+        if self.routing.cascade is not None and self.llm_router_model is None:
+            yield (
+                ("routing", "cascade"),
+                "needs an LLM router: set overrides.llm_routing_model to a configured model",
+            )
 
     def _model_problem(self, name: str, resolved: str | None) -> str | None:
         if resolved is not None:

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from turnout.routing.confidence import Evidence, Kind, confidence
 from turnout.routing.conversation import Turn
 from turnout.routing.embedder import Embedder
 from turnout.routing.evidence import route_texts
@@ -56,6 +57,8 @@ class Classification:
     route: str | None
     scores: dict[str, float]
     reason: str
+    confidence: float | None = None  # the embedded router's calibrated chance of being right
+    evidence: Evidence | None = None  # what the confidence was read from
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +70,11 @@ class _RouteIndex:
     chit_chat: np.ndarray  # the chit-chat lines no route claimed
     background_mean: np.ndarray  # (routes,)
     out_of_scope: np.ndarray  # the library requests no route claimed
+    no_route: np.ndarray  # the operator's requests that must get no route
 
 
-def _route_key(routes: Sequence[RouteSpec]) -> tuple:
-    return tuple((r.name, r.description, tuple(r.examples)) for r in routes)
+def _route_key(routes: Sequence[RouteSpec], no_route: Sequence[str]) -> tuple:
+    return (tuple((r.name, r.description, tuple(r.examples)) for r in routes), tuple(no_route))
 
 
 class EmbeddedRouter:
@@ -85,18 +89,21 @@ class EmbeddedRouter:
         self._indexes: OrderedDict[tuple, _RouteIndex] = OrderedDict()
         self._lock = threading.Lock()
 
-    def prepare(self, routes: Sequence[RouteSpec]) -> None:
+    def prepare(self, routes: Sequence[RouteSpec], no_route: Sequence[str] = ()) -> None:
         """Index a route set ahead of the first request that needs it (none: nothing to do)."""
         if routes:
-            self._index(routes)
+            self._index(routes, no_route)
 
-    def classify(self, turns: Sequence[Turn], routes: Sequence[RouteSpec]) -> Classification:
+    def classify(
+        self, turns: Sequence[Turn], routes: Sequence[RouteSpec], no_route: Sequence[str] = ()
+    ) -> Classification:
+        """`no_route`: example requests that must get no route."""
         if not routes:
             return Classification(None, {}, "no routes configured")
         user_texts = [t.text for t in turns if t.role == "user" and t.text.strip()]
         if not user_texts:
             return Classification(None, {}, "no user text to classify")
-        index = self._index(routes)
+        index = self._index(routes, no_route)
         latest, blended = self._query(user_texts)
         latest_scores = scores = _pooled_scores(index, latest)
         own_lift = float(np.max(latest_scores - index.background_mean))
@@ -104,14 +111,11 @@ class EmbeddedRouter:
             scores = _pooled_scores(index, blended)
         best = int(np.argmax(scores))
         by_name = {name: round(float(s), 4) for name, s in zip(index.names, scores)}
-        latest_score = float(latest_scores[best])
-        reason = _no_route_reason(index, best, float(scores[best]), latest_score, latest)
-        if reason:
-            return Classification(None, by_name, reason)
-        lift = float(scores[best] - index.background_mean[best])
-        return Classification(
-            index.names[best], by_name, f"best route, {lift:.3f} over its background"
-        )
+        reason, evidence = _verdict(index, best, scores, float(latest_scores[best]), latest)
+        route = index.names[best] if reason is None else None
+        if reason is None:
+            reason = f"best route, {evidence.lift:.3f} over its background"
+        return Classification(route, by_name, reason, confidence(evidence), evidence)
 
     def _query(self, user_texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
         """The latest turn's vector, and for a follow-up that vector blended with the previous turn."""
@@ -129,20 +133,20 @@ class EmbeddedRouter:
             return latest, None
         return latest, _normalised(latest + FOLLOW_UP_CONTEXT_WEIGHT * vectors[-1])
 
-    def _index(self, routes: Sequence[RouteSpec]) -> _RouteIndex:
-        key = _route_key(routes)
+    def _index(self, routes: Sequence[RouteSpec], no_route: Sequence[str]) -> _RouteIndex:
+        key = _route_key(routes, no_route)
         with self._lock:
             if key in self._indexes:
                 self._indexes.move_to_end(key)
                 return self._indexes[key]
-        index = self._build_index(routes)
+        index = self._build_index(routes, no_route)
         with self._lock:
             self._indexes[key] = index
             while len(self._indexes) > INDEX_CACHE_SIZE:
                 self._indexes.popitem(last=False)
         return index
 
-    def _build_index(self, routes: Sequence[RouteSpec]) -> _RouteIndex:
+    def _build_index(self, routes: Sequence[RouteSpec], no_route: Sequence[str]) -> _RouteIndex:
         names = tuple(r.name for r in routes)
         texts = [route_texts(r.name, r.description, list(r.examples)) for r in routes]
         vectors = self.embedder.embed([text for group in texts for text in group])
@@ -167,6 +171,7 @@ class EmbeddedRouter:
             _make_index(names, groups, chit_chat),
             background_mean=background,
             out_of_scope=library.request_vectors[_out_of_scope(lifts, lent)],
+            no_route=self.embedder.embed(list(no_route)) if no_route else _no_vectors(chit_chat),
         )
 
     def _library_lifts(self, index: _RouteIndex, background: np.ndarray) -> _LibraryLifts:
@@ -231,6 +236,21 @@ def _out_of_scope(lifts: _LibraryLifts, lent: np.ndarray) -> np.ndarray:
     return (lifts.requests.max(axis=1) < LIBRARY_CLAIM_LIFT) & ~lent
 
 
+def _verdict(
+    index: _RouteIndex, best: int, scores: np.ndarray, latest_score: float, latest: np.ndarray
+) -> tuple[str | None, Evidence]:
+    """Why the request gets no route (None: it gets the best route), and the evidence for the
+    decision's confidence."""
+    lift = round(float(scores[best] - index.background_mean[best]), 4)
+    reason = _no_route_reason(index, best, float(scores[best]), latest_score, latest)
+    declined, nearest = _declined(index, best, latest)
+    if declined > nearest:
+        closer = f"closer to a no-route example ({declined:.3f}) than to any route ({nearest:.3f})"
+        return reason or closer, Evidence("declined", round(declined - nearest, 4), lift)
+    kind: Kind = "route" if reason is None else "no_route"
+    return reason, Evidence(kind, round(_margin(scores, best), 4), lift)
+
+
 def _no_route_reason(
     index: _RouteIndex, best: int, score: float, latest_score: float, latest: np.ndarray
 ) -> str | None:
@@ -257,8 +277,33 @@ def _make_index(
         counts=counts,
         chit_chat=chit_chat,
         background_mean=np.zeros(len(names)),
-        out_of_scope=np.zeros((0, chit_chat.shape[1])),
+        out_of_scope=_no_vectors(chit_chat),
+        no_route=_no_vectors(chit_chat),
     )
+
+
+def _no_vectors(like: np.ndarray) -> np.ndarray:
+    return np.zeros((0, like.shape[1]), dtype=like.dtype)
+
+
+def _declined(index: _RouteIndex, best: int, query: np.ndarray) -> tuple[float, float]:
+    """The query's nearest no-route example and its nearest evidence of the best route.
+
+    Nearest against nearest: pooled scores would not compare, since a route's pool of a hundred
+    texts is pulled down by its many weak matches and an operator's one no-route example is not.
+    """
+    if not len(index.no_route):
+        return -1.0, 0.0
+    start = index.starts[best]
+    nearest = float(np.max(index.evidence[start : start + index.counts[best]] @ query))
+    return float(np.max(index.no_route @ query)), nearest
+
+
+def _margin(scores: np.ndarray, best: int) -> float:
+    """How far the best route is ahead of the runner-up (a lone route is ahead of nothing)."""
+    if len(scores) < 2:
+        return float(scores[best])
+    return float(scores[best] - np.partition(scores, -2)[-2])
 
 
 def _normalised(vector: np.ndarray) -> np.ndarray:

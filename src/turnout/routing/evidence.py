@@ -8,7 +8,8 @@ description, each phrase, and the phrases set in request-like templates, plus an
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+
+from turnout.routing.examples import unique
 
 _SPLIT = re.compile(
     r"\s*(?:[,;:()]|\band\b|\bor\b|\betc\b\.?|\be\.g\.|\bsuch as\b|\bincluding\b)\s*"
@@ -25,24 +26,14 @@ def route_label(name: str) -> str:
 
 def description_phrases(description: str) -> list[str]:
     phrases = (p.strip(" .!?\"'") for p in _SPLIT.split(description))
-    return _unique(p for p in phrases if len(p) >= _MIN_PHRASE_CHARS)
+    return list(unique(p for p in phrases if len(p) >= _MIN_PHRASE_CHARS))
 
 
 def route_texts(name: str, description: str, examples: list[str]) -> list[str]:
     """Every text that stands for the route; examples count as they are."""
     label = route_label(name)
     phrases = description_phrases(description)
-    seeds = _unique([label, *phrases])
+    seeds = unique([label, *phrases])
     templated = [template.format(seed) for seed in seeds for template in _TEMPLATES]
     whole = [description.strip()] if description.strip() else []
-    return _unique([*whole, *seeds, *templated, *examples])
-
-
-def _unique(texts: Iterable[str]) -> list[str]:
-    """Stripped, non-empty texts in first-seen order, ignoring case when comparing."""
-    kept: dict[str, str] = {}
-    for text in texts:
-        stripped = text.strip()
-        if stripped:
-            kept.setdefault(stripped.lower(), stripped)
-    return list(kept.values())
+    return list(unique([*whole, *seeds, *templated, *examples]))

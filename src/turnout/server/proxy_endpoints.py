@@ -45,11 +45,12 @@ from turnout.providers.failover import (
     DEFAULT_COOLDOWN,
     MAX_ATTEMPTS,
     Cooldowns,
+    error_message,
     is_retryable,
     retry_after,
 )
 from turnout.providers.upstream import Target, TargetError, UpstreamPool, target_for
-from turnout.routing.conversation import Turn
+from turnout.routing.conversation import ROUTING_FIELDS, Turn
 from turnout.routing.decision import Decision, RoutingService
 from turnout.server.body import read_json
 from turnout.server.stages import decided, governed
@@ -105,7 +106,7 @@ class Proxy:
                 param="model",
             )
         candidates = self.gate.allowed(admitted, decision, own_model)
-        forwarded = {k: v for k, v in admitted.body.items() if k != "routing_preferences"}
+        forwarded = {k: v for k, v in admitted.body.items() if k not in ROUTING_FIELDS}
         client_key = presented_key(request.headers)
         attempts = Attempts(admitted=admitted, track=track)
         for model_id in self.cooldowns.order(candidates)[:MAX_ATTEMPTS]:
@@ -327,16 +328,6 @@ def _stream_error_event(api: ApiFormat, message: str) -> bytes:
     return f"data: {json.dumps(body)}\n\n".encode()
 
 
-def _upstream_message(upstream: aiohttp.ClientResponse, body: bytes) -> str:
-    try:
-        error = json.loads(body).get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-    except (ValueError, AttributeError):
-        pass
-    return upstream.reason or "upstream error"
-
-
 _KINDS = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -352,7 +343,9 @@ def _upstream_error(target: Target, upstream: aiohttp.ClientResponse, body: byte
     status = upstream.status
     kind = _KINDS.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return RequestError(
-        f"{target.model_id}: {_upstream_message(upstream, body)}", status=status, kind=kind
+        f"{target.model_id}: {error_message(body) or upstream.reason or 'upstream error'}",
+        status=status,
+        kind=kind,
     )
 
 

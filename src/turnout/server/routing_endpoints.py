@@ -27,6 +27,10 @@ def decision_body(decision: Decision, trace_id: str, explain: bool) -> dict[str,
     }
     if decision.router_fallback is not None:
         body["router_fallback"] = decision.router_fallback
+    if decision.confidence is not None:
+        body["confidence"] = decision.confidence
+    if decision.escalated:
+        body["escalated"] = True
     if explain:
         body.update(
             reason=decision.reason,
