@@ -23,6 +23,7 @@ from turnout.server.runner import StartupError
 
 if TYPE_CHECKING:
     from turnout.routing.decision import Decision
+    from turnout.routing.example_cache import CacheFile
 
 logger = logging.getLogger("turnout")
 
@@ -108,6 +109,8 @@ def cmd_route(args: argparse.Namespace) -> int:
     print(f"route:  {decision.route or '(none)'}")
     print(f"models: {', '.join(decision.models)}")
     print(f"router: {decision.router}" + _fallback_note(decision))
+    if decision.confidence is not None:
+        print(f"confidence: {decision.confidence:.2f}")
     print(f"reason: {decision.reason}")
     for name, score in sorted(decision.scores.items(), key=lambda item: -item[1]):
         print(f"  {score:7.4f}  {name}")
@@ -158,6 +161,105 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from turnout.observability.stats import run_stats
 
     return run_stats(args.url, args.interval, args.once)
+
+
+def cmd_routes_bootstrap(args: argparse.Namespace) -> int:
+    from turnout.routing import bootstrap
+    from turnout.routing.example_cache import CacheError
+
+    config = _load(args.config)
+    settings = config.routing.bootstrap
+    model = args.model or (settings.model if settings else None)
+    if model is None:
+        return _fail("no model to write the examples: give --model or set routing.bootstrap.model")
+    out = args.out or (settings.cache_path if settings else None)
+    if out is None:
+        return _fail("no file to write: give --out FILE or set routing.bootstrap.cache_path")
+    if not config.routing_preferences:
+        return _fail(f"{args.config} has no routing_preferences to write examples for")
+    try:
+        model_id = bootstrap.resolve_model(config, model)
+    except bootstrap.BootstrapError as exc:
+        return _fail(f"--model: {exc}" if args.model else f"routing.bootstrap.model: {exc}")
+    per_route = args.per_route or (settings.per_route if settings else bootstrap.DEFAULT_PER_ROUTE)
+    no_route = bootstrap.DEFAULT_NO_ROUTE if settings is None else settings.no_route
+    if args.no_route is not None:
+        no_route = args.no_route
+    configured = settings.model if settings else None
+    if configured is not None and config.resolve_model(configured) != model_id:
+        print(
+            f"note: routing.bootstrap.model is {configured}: `turnout up` writes its own examples"
+        )
+    print(f"asking {model_id} for {per_route} requests per route and {no_route} without one ...")
+    try:
+        cache = asyncio.run(_bootstrap(config, Path(out), model_id, per_route, no_route))
+    except (bootstrap.BootstrapError, CacheError, OSError) as exc:
+        return _fail(str(exc), code=1)
+    print(f"wrote {out} ({len(cache.bootstrapped)} examples by {model_id}):")
+    width = max(len(name) for name in [*cache.bootstrapped.routes, "(no route)"])
+    for name, texts in cache.bootstrapped.routes.items():
+        print(f"  {name:<{width}}  {len(texts)}")
+    print(f"  {'(no route)':<{width}}  {len(cache.bootstrapped.no_route)}")
+    return 0
+
+
+async def _bootstrap(
+    config: Config, out: Path, model_id: str, per_route: int, no_route: int
+) -> CacheFile:
+    from turnout.providers.upstream import UpstreamPool
+    from turnout.routing.bootstrap import bootstrap_cache
+
+    pool = UpstreamPool()
+    try:
+        return await bootstrap_cache(config, pool, out, model_id, per_route, no_route)
+    finally:
+        await pool.aclose()
+
+
+def cmd_routes_show(args: argparse.Namespace) -> int:
+    from turnout.routing.bootstrap import cache_path, current_key
+    from turnout.routing.example_cache import CacheError, CacheFile, read_cache
+
+    config = _load(args.config)
+    path = Path(args.cache) if args.cache else cache_path(config)
+    try:
+        cache = read_cache(path) if path is not None else CacheFile()
+    except CacheError as exc:
+        return _fail(str(exc), code=1)
+    fresh = cache.key is not None and cache.key == current_key(config, cache)
+    if path is None:
+        print("cache: none (set routing.bootstrap.cache_path or give --cache FILE)")
+    elif cache.key is None:
+        print(f"cache: {path} (no written examples)")
+    else:
+        state = "current" if fresh else "STALE: written for other routes or another model"
+        print(f"cache: {path}, written by {cache.model or 'an unknown model'} ({state})")
+    written = f"written by {cache.model or 'an LLM'}" + ("" if fresh else ", STALE: not used")
+    for route in config.routing_preferences:
+        print(f"\n{route.name}: {route.description}")
+        print(f"  models: {', '.join(route.models)}")
+        _show_texts("config examples", route.examples)
+        _show_texts(written, cache.bootstrapped.routes.get(route.name, ()))
+        _show_texts("feedback", cache.feedback.routes.get(route.name, ()))
+    print("\n(no route): requests that must get no route")
+    _show_texts("config examples", config.routing.no_route_examples)
+    _show_texts(written, cache.bootstrapped.no_route)
+    _show_texts("feedback", cache.feedback.no_route)
+    known = {route.name for route in config.routing_preferences}
+    for source, examples in (("written", cache.bootstrapped), ("feedback", cache.feedback)):
+        for name, texts in examples.routes.items():
+            if name not in known and texts:
+                print(
+                    f"\n{name}: not a configured route; its {len(texts)} {source} examples are unused"
+                )
+    return 0
+
+
+def _show_texts(label: str, texts: Sequence[str]) -> None:
+    if texts:
+        print(f"  {label} ({len(texts)}):")
+        for text in texts:
+            print("    - " + " ".join(text.split()))
 
 
 def _fallback_note(decision: Decision) -> str:
@@ -219,6 +321,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--threads", type=int, default=1)
     evaluate.set_defaults(handler=cmd_eval)
+
+    routes = commands.add_parser("routes", help="route examples: write them with an LLM, review")
+    routes_commands = routes.add_subparsers(dest="routes_command", required=True)
+    write = routes_commands.add_parser(
+        "bootstrap", help="ask an LLM for example requests per route and cache them"
+    )
+    write.add_argument("config")
+    write.add_argument(
+        "--model", help="a configured provider/model or alias (default: routing.bootstrap.model)"
+    )
+    write.add_argument("--per-route", type=_int_at_least(1), help="requests per route (default 25)")
+    write.add_argument(
+        "--no-route", type=_int_at_least(0), help="requests that fit no route (default 40)"
+    )
+    write.add_argument("--out", help="the cache file (default: routing.bootstrap.cache_path)")
+    write.set_defaults(handler=cmd_routes_bootstrap)
+    show = routes_commands.add_parser("show", help="print each route with its examples")
+    show.add_argument("config")
+    show.add_argument("--cache", help="the cache file (default: routing.bootstrap.cache_path)")
+    show.set_defaults(handler=cmd_routes_show)
 
     stats = commands.add_parser("stats", help="a live summary of a running gateway's metrics")
     stats.add_argument("url", nargs="?", default="http://127.0.0.1:12000")

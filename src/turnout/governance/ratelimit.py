@@ -27,13 +27,16 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import StorageError
 from limits.limits import GRANULARITIES
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +193,11 @@ class Store:
         except self._errors as exc:
             self.unavailable_events += 1
             self._down_until = time.monotonic() + self.cooldown
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if self._secret:
-                reason = reason.replace(self._secret, "***")
             log.warning(
                 "%s unavailable while trying to %s (%s); %s",
                 self.description,
                 what,
-                reason,
+                failure_reason(exc, self._secret),
                 "allowing requests" if self.on_unavailable == "allow" else "refusing requests",
             )
             raise StorageUnavailable(f"{self.description} unavailable") from exc
@@ -242,6 +242,24 @@ def _item(limit: Limit) -> RateLimitItem:
     return GRANULARITIES[limit.unit](limit.amount, namespace=NAMESPACE)
 
 
+def failure_reason(exc: BaseException, secret: str | None) -> str:
+    """An exception as a log line can show it: Redis errors may quote the URL, password included."""
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return reason.replace(secret, "***") if secret else reason
+
+
+def redis_pool(url: str, timeout: float) -> ConnectionPool:
+    """A connection pool whose every wait is bounded by `timeout`, so a dead Redis costs a
+    caller at most that, with one quick retry: a pooled connection may have died with a restart."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return redis.asyncio.ConnectionPool.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 1)
+    )
+
+
 class RateLimiter:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -268,9 +286,6 @@ class RateLimiter:
     ) -> RateLimiter:
         """Counts in Redis at `url` (`redis://`, `rediss://` or `unix://`), shared by every
         instance using it. Nothing connects until the first request."""
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
         from redis.exceptions import RedisError
 
         parts = urlsplit(url)
@@ -280,13 +295,7 @@ class RateLimiter:
             )
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
-        pool = redis.asyncio.ConnectionPool.from_url(
-            url,
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            # one quick retry: a pooled connection may have died with a Redis restart
-            retry=Retry(NoBackoff(), 1),
-        )
+        pool = redis_pool(url, timeout)
         scheme = {"redis": "async+redis", "rediss": "async+rediss", "unix": "async+redis+unix"}
         limits_uri = scheme[parts.scheme] + url[len(parts.scheme) :]
         options: dict[str, Any] = {"connection_pool": pool}

@@ -21,7 +21,10 @@ from turnout.observability.record import Kind
 from turnout.observability.telemetry import Telemetry, Track
 from turnout.providers.failover import Cooldowns
 from turnout.providers.upstream import UpstreamPool
+from turnout.routing.bootstrap import build_in_background
 from turnout.routing.decision import RoutingService
+from turnout.routing.feedback import feedback_for
+from turnout.server.feedback_endpoint import feedback_endpoint
 from turnout.server.proxy_endpoints import Proxy
 from turnout.server.routing_endpoints import route_request
 
@@ -163,7 +166,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if gate.is_open:
             logger.warning("no client keys are configured: anyone who can reach turnout may use it")
+        await feedback_for(service).start()
+        building = asyncio.create_task(build_in_background(service, config, pool))
         yield
+        building.cancel()
+        await feedback_for(service).stop()
         await gate.aclose()
         await pool.aclose()
         await asyncio.to_thread(telemetry.shutdown)
@@ -177,6 +184,7 @@ def create_app(
         for path, name in PROXY_ENDPOINTS.items()
     ]
     routes += [
+        Route("/routing/v1/feedback", feedback_endpoint(service, gate), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/models", models),

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from turnout.governance.gate import Gate
     from turnout.providers.upstream import UpstreamPool
     from turnout.routing.decision import RoutingService
+    from turnout.routing.examples import RouteExamples
     from turnout.routing.llm import LlmRouter
 
 logger = logging.getLogger("turnout")
@@ -40,15 +41,37 @@ class StartupError(Exception):
 
 
 def routing_service(config: Config, pool: UpstreamPool) -> RoutingService:
-    """The embedded router, indexed, and the LLM router when the config names one."""
+    """The embedded router, indexed, and the LLM router when the config names one.
+
+    With `routing.bootstrap`, the cached examples that fit the current routes are indexed
+    before the first request; writing missing ones is `build_in_background`'s job, once serving.
+    """
     from turnout.routing.decision import RoutingService
     from turnout.routing.embedded import EmbeddedRouter
     from turnout.routing.embedder import Embedder
 
     embedded = EmbeddedRouter(Embedder(config.embedded_router.threads))
     service = RoutingService(config, embedded, _llm_router(config, pool))
+    examples = _cached_examples(config)
+    if len(examples):
+        service.use_examples(examples)  # indexes them; prepare() then finds the index built
     service.prepare()
     return service
+
+
+def _cached_examples(config: Config) -> RouteExamples:
+    """The route example cache's examples for these routes; an unreadable file stops the start,
+    since serving without the examples an operator reviewed would route differently unnoticed."""
+    from turnout.routing.bootstrap import cached_examples
+    from turnout.routing.example_cache import CacheError
+
+    try:
+        examples = cached_examples(config)
+    except CacheError as exc:
+        raise StartupError(f"routing.bootstrap.cache_path: {exc}") from exc
+    if len(examples):
+        logger.info("route examples: %d from the cache", len(examples))
+    return examples
 
 
 def _llm_router(config: Config, pool: UpstreamPool) -> LlmRouter | None:

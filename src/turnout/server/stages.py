@@ -11,6 +11,7 @@ from turnout.observability.telemetry import Track
 from turnout.observability.tracing import SPAN_GUARDRAILS, SPAN_ROUTING
 from turnout.routing.conversation import RoutingRequest
 from turnout.routing.decision import Decision, RoutingService
+from turnout.routing.feedback import remember_decision
 
 
 async def governed(
@@ -37,4 +38,5 @@ async def decided(
     with track.span(SPAN_ROUTING) as span:
         decision = await service.decide(routing_request)
         track.decided(decision, span)
+    remember_decision(service, track.record.trace_id, routing_request)
     return decision
