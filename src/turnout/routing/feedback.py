@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from weakref import WeakKeyDictionary, ref
 
 from turnout.apis.errors import RequestError
 from turnout.routing.bootstrap import cache_path, current_key
@@ -113,8 +112,7 @@ class Feedback:
     def __init__(self, service: RoutingService, *, sync_seconds: float = SYNC_SECONDS) -> None:
         config = service.config
         storage = config.governance.storage
-        # weak: the registry below is keyed by the service, and must not keep it alive
-        self._service = ref(service)
+        self.service = service
         self.sync_seconds = sync_seconds
         self.cache_path = cache_path(config)
         self.redis = RedisLink(storage.url) if storage.type == "redis" and storage.url else None
@@ -128,12 +126,6 @@ class Feedback:
         self._loop: asyncio.Task[None] | None = None
         self._cache_problem: str | None = None  # why the file was last unreadable, if it was
         self._last_cache = CacheFile()
-
-    @property
-    def service(self) -> RoutingService:
-        service = self._service()
-        assert service is not None, "the service outlives its app"
-        return service
 
     @property
     def route_names(self) -> list[str]:
@@ -294,22 +286,3 @@ class Feedback:
         examples = merged(cache, current_key(service.config, cache), self._shared)
         if service.configured.with_examples(examples) != service.route_set:
             await asyncio.to_thread(service.use_examples, examples)
-
-
-_BY_SERVICE: WeakKeyDictionary[RoutingService, Feedback] = WeakKeyDictionary()
-
-
-def feedback_for(service: RoutingService) -> Feedback:
-    """The service's Feedback, made on first use: the endpoint, the lifespan and `decided()`
-    all reach the same one without it being threaded through every signature."""
-    feedback = _BY_SERVICE.get(service)
-    if feedback is None:
-        feedback = _BY_SERVICE[service] = Feedback(service)
-    return feedback
-
-
-def remember_decision(service: RoutingService, trace_id: str, request: RoutingRequest) -> None:
-    """Keep a decision's text for feedback by trace id (nothing when feedback is not set up)."""
-    feedback = _BY_SERVICE.get(service)
-    if feedback is not None:
-        feedback.remember(trace_id, request)

@@ -23,7 +23,7 @@ from turnout.providers.failover import Cooldowns
 from turnout.providers.upstream import UpstreamPool
 from turnout.routing.bootstrap import build_in_background
 from turnout.routing.decision import RoutingService
-from turnout.routing.feedback import feedback_for
+from turnout.routing.feedback import Feedback
 from turnout.server.feedback_endpoint import feedback_endpoint
 from turnout.server.proxy_endpoints import Proxy
 from turnout.server.routing_endpoints import route_request
@@ -111,6 +111,7 @@ def create_app(
     pool = pool or UpstreamPool()
     gate = gate or build_gate(config, service.router.embedder, pool)
     telemetry = telemetry or Telemetry.from_config(config)
+    feedback = Feedback(service)
 
     async def tracked(
         request: Request, api: ApiFormat, kind: Kind, handle: Callable[[Track], Awaitable[Response]]
@@ -147,12 +148,12 @@ def create_app(
                 request,
                 api,
                 "decision",
-                lambda track: route_request(request, api, service, gate, limit, track),
+                lambda track: route_request(request, api, service, feedback, gate, limit, track),
             )
 
         return endpoint
 
-    proxy = Proxy(service, pool, Cooldowns(), gate)
+    proxy = Proxy(service, pool, Cooldowns(), gate, feedback)
 
     def proxy_endpoint(api: ApiFormat):
         async def endpoint(request: Request) -> Response:
@@ -166,11 +167,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if gate.is_open:
             logger.warning("no client keys are configured: anyone who can reach turnout may use it")
-        await feedback_for(service).start()
+        await feedback.start()
         building = asyncio.create_task(build_in_background(service, config, pool))
         yield
         building.cancel()
-        await feedback_for(service).stop()
+        await feedback.stop()
         await gate.aclose()
         await pool.aclose()
         await asyncio.to_thread(telemetry.shutdown)
@@ -184,7 +185,7 @@ def create_app(
         for path, name in PROXY_ENDPOINTS.items()
     ]
     routes += [
-        Route("/routing/v1/feedback", feedback_endpoint(service, gate), methods=["POST"]),
+        Route("/routing/v1/feedback", feedback_endpoint(feedback, gate), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/models", models),

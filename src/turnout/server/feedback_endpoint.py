@@ -11,8 +11,7 @@ from starlette.responses import JSONResponse, Response
 from turnout.apis import API_FORMATS
 from turnout.apis.errors import RequestError
 from turnout.governance.gate import Gate
-from turnout.routing.decision import RoutingService
-from turnout.routing.feedback import Feedback, feedback_for
+from turnout.routing.feedback import Feedback
 from turnout.routing.recent import (
     MAX_ENTRIES,
     MAX_TRACE_ID_CHARS,
@@ -23,11 +22,8 @@ from turnout.routing.recent import (
 from turnout.server.body import read_json
 
 
-def feedback_endpoint(
-    service: RoutingService, gate: Gate
-) -> Callable[[Request], Awaitable[Response]]:
-    feedback = feedback_for(service)
-    limit = service.config.max_body_bytes
+def feedback_endpoint(feedback: Feedback, gate: Gate) -> Callable[[Request], Awaitable[Response]]:
+    limit = feedback.service.config.max_body_bytes
 
     async def endpoint(request: Request) -> Response:
         authorize(gate, request.headers)  # before the body is read: strangers cost nothing

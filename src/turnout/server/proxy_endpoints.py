@@ -52,6 +52,7 @@ from turnout.providers.failover import (
 from turnout.providers.upstream import Target, TargetError, UpstreamPool, target_for
 from turnout.routing.conversation import ROUTING_FIELDS, Turn
 from turnout.routing.decision import Decision, RoutingService
+from turnout.routing.feedback import Feedback
 from turnout.server.body import read_json
 from turnout.server.stages import decided, governed
 
@@ -81,9 +82,15 @@ class Attempts:
 
 class Proxy:
     def __init__(
-        self, service: RoutingService, pool: UpstreamPool, cooldowns: Cooldowns, gate: Gate
+        self,
+        service: RoutingService,
+        pool: UpstreamPool,
+        cooldowns: Cooldowns,
+        gate: Gate,
+        feedback: Feedback,
     ) -> None:
         self.service = service
+        self.feedback = feedback
         self.pool = pool
         self.cooldowns = cooldowns
         self.gate = gate
@@ -97,7 +104,7 @@ class Proxy:
         record.requested_model = routing_request.model
         record.stream = bool(body.get("stream"))
         admitted = await governed(self.gate, track, request, api, body, routing_request)
-        decision = await decided(self.service, track, routing_request)
+        decision = await decided(self.service, self.feedback, track, routing_request)
         own_model = config.resolve_model(routing_request.model) if routing_request.model else None
         if decision.route is None and routing_request.model and own_model is None:
             configured = ", ".join(config.model_ids())

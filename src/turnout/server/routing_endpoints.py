@@ -12,6 +12,7 @@ from turnout.apis import ApiFormat
 from turnout.governance.gate import Gate
 from turnout.observability.telemetry import Track
 from turnout.routing.decision import Decision, RoutingService
+from turnout.routing.feedback import Feedback
 from turnout.server.body import read_json
 from turnout.server.stages import decided, governed
 
@@ -44,6 +45,7 @@ async def route_request(
     request: Request,
     api: ApiFormat,
     service: RoutingService,
+    feedback: Feedback,
     gate: Gate,
     max_body_bytes: int,
     track: Track,
@@ -55,7 +57,7 @@ async def route_request(
     assert isinstance(body, dict)  # parse_routing_request refuses anything else
     track.record.requested_model = routing_request.model
     admitted = await governed(gate, track, request, api, body, routing_request)
-    decision = await decided(service, track, routing_request)
+    decision = await decided(service, feedback, track, routing_request)
     config = service.config
     own = config.resolve_model(routing_request.model) if routing_request.model else None
     # A permitted route answers its models alone; otherwise the request's own (or default) model.

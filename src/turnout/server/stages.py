@@ -11,7 +11,7 @@ from turnout.observability.telemetry import Track
 from turnout.observability.tracing import SPAN_GUARDRAILS, SPAN_ROUTING
 from turnout.routing.conversation import RoutingRequest
 from turnout.routing.decision import Decision, RoutingService
-from turnout.routing.feedback import remember_decision
+from turnout.routing.feedback import Feedback
 
 
 async def governed(
@@ -33,10 +33,10 @@ async def governed(
 
 
 async def decided(
-    service: RoutingService, track: Track, routing_request: RoutingRequest
+    service: RoutingService, feedback: Feedback, track: Track, routing_request: RoutingRequest
 ) -> Decision:
     with track.span(SPAN_ROUTING) as span:
         decision = await service.decide(routing_request)
         track.decided(decision, span)
-    remember_decision(service, track.record.trace_id, routing_request)
+    feedback.remember(track.record.trace_id, routing_request)
     return decision
