@@ -3,13 +3,15 @@ in-flight requests and streams finish before the process exits."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -51,6 +53,12 @@ class Served:
             self.process.kill()
             pytest.fail(f"still running {timeout} s after SIGTERM:\n{self.log()}")
 
+    def kill_leftovers(self) -> None:
+        """Whatever a failed test left running: the server and its workers (one session)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
 
 def start(tmp_path: Path, upstream: str, *options: str) -> Served:
     config = tmp_path / "config.yaml"
@@ -64,10 +72,25 @@ def start(tmp_path: Path, upstream: str, *options: str) -> Served:
             stderr=err,
             text=True,
             cwd=ROOT,
+            start_new_session=True,  # its own process group, so teardown reaches the workers
         )
     served = Served(process, f"http://127.0.0.1:{port}", log)
     wait_until_serving(process, served.url, served.log, path="/readyz")
     return served
+
+
+@pytest.fixture()
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """`start`, with the servers killed at teardown even when the test failed midway."""
+    started: list[Served] = []
+
+    def run(upstream: str, *options: str) -> Served:
+        started.append(start(tmp_path, upstream, *options))
+        return started[-1]
+
+    yield run
+    for served in started:
+        served.kill_leftovers()
 
 
 @pytest.fixture()
@@ -113,9 +136,9 @@ def refuses_connections(url: str) -> bool:
 
 
 def test_sigterm_stops_new_connections_but_lets_a_stream_in_flight_finish(
-    tmp_path: Path, upstream: FakeProvider
+    serve: Callable[..., Served], upstream: FakeProvider
 ) -> None:
-    served = start(tmp_path, upstream.url)
+    served = serve(upstream.url)
     gate = threading.Event()
     upstream.queue(Reply("one two three four", chunks=4, gate=gate))
     lines: list[str] = []
@@ -135,9 +158,9 @@ def test_sigterm_stops_new_connections_but_lets_a_stream_in_flight_finish(
 
 
 def test_a_stream_longer_than_the_grace_period_is_cut_and_the_process_exits(
-    tmp_path: Path, upstream: FakeProvider
+    serve: Callable[..., Served], upstream: FakeProvider
 ) -> None:
-    served = start(tmp_path, upstream.url, "--shutdown-grace", "1")
+    served = serve(upstream.url, "--shutdown-grace", "1")
     upstream.queue(Reply("never finished", chunks=2, gate=threading.Event()))
     lines: list[str] = []
     reader = stream_in_thread(served.url, lines)
@@ -148,8 +171,10 @@ def test_a_stream_longer_than_the_grace_period_is_cut_and_the_process_exits(
     assert lines[-1] == CUT
 
 
-def test_workers_share_the_port_and_stop_together(tmp_path: Path, upstream: FakeProvider) -> None:
-    served = start(tmp_path, upstream.url, "--workers", "2")
+def test_workers_share_the_port_and_stop_together(
+    serve: Callable[..., Served], upstream: FakeProvider
+) -> None:
+    served = serve(upstream.url, "--workers", "2")
     wait_for(lambda: len(set(re.findall(r"worker (\d+):", served.log()))) == 2, "two workers", 60)
     workers = {int(pid) for pid in re.findall(r"worker (\d+):", served.log())}
 
