@@ -281,8 +281,10 @@ def test_the_gateway_proxies_to_the_route_the_router_model_chose_and_reports_rea
     assert upstream.requests[0].body["model"] == "gpt-4o-mini"  # Image generation's model
     assert routed.headers["x-turnout-route"] == "Image generation"
     assert routed.headers["x-turnout-router"] == "llm"
+    assert "x-turnout-router-confidence" not in routed.headers  # the embedded router never ran
     assert fallen_back.status_code == 200
     assert fallen_back.headers["x-turnout-router"] == "embedded"
+    assert 0 < float(fallen_back.headers["x-turnout-router-confidence"]) < 1
     assert fallen_back.headers["x-turnout-router-fallback"] == "error"
     assert fallen_back.headers["x-turnout-route"] == "code_generation"
     assert ready.status_code == 200

@@ -366,6 +366,8 @@ def _decision_headers(decision: Decision, attempts: Attempts) -> dict[str, str]:
         headers["x-turnout-route"] = decision.route
     if decision.router_fallback:
         headers["x-turnout-router-fallback"] = decision.router_fallback
+    if decision.confidence is not None:
+        headers["x-turnout-router-confidence"] = f"{decision.confidence:.4f}"
     return headers
 
 
