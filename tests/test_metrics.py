@@ -16,6 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from turnout.observability.metrics import (
+    BATCH,
     ENDPOINTS,
     FALLBACK_REASONS,
     GUARD_ACTIONS,
@@ -348,6 +349,18 @@ def test_in_flight_gauges_and_storage_counter(observed: Metrics) -> None:
     s = scrape(observed)
     assert value(s, "turnout_requests_in_flight") == 0
     assert value(s, "turnout_streams_in_flight") == 0
+
+
+def test_requests_counted_in_batches_are_all_in_the_scrape() -> None:
+    """Finished requests are counted BATCH at a time; a scrape counts the ones still waiting."""
+    metrics = Metrics()
+    for _ in range(BATCH + 3):
+        metrics.observe(routed())
+    s = scrape(metrics)
+
+    assert value(s, "turnout_requests_total") == BATCH + 3
+    assert value(s, "turnout_request_duration_seconds_count") == BATCH + 3
+    assert value(s, "turnout_tokens_total", type="input") == 120 * (BATCH + 3)
 
 
 def test_each_instance_has_its_own_registry() -> None:

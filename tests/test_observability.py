@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from turnout.config import parse_config
-from turnout.observability.access_log import AccessLog
+from turnout.observability.access_log import AccessLog, utc_time
 from turnout.observability.metrics import Metrics
 from turnout.observability.telemetry import Telemetry
 from turnout.observability.tracing import Tracing
@@ -240,3 +241,12 @@ def test_every_dashboard_panel_queries_a_metric_the_gateway_emits(observed: Obse
     assert queried <= emitted, (
         f"panels query metrics the gateway never emitted: {queried - emitted}"
     )
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [0.0, 1764107042.9995, 1764107042.0004999, 1764107042.9999996, 1137925102.3339994, time.time()],
+)
+def test_the_log_time_is_what_datetime_writes(timestamp: float) -> None:
+    expected = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    assert utc_time(timestamp) == expected

@@ -1,6 +1,7 @@
-"""Tracing: spans continue the client's W3C trace, nest, propagate to what turnout calls, carry
-the GenAI and turnout attributes (never the prompt unless asked), sample as configured, and
-reach real OTLP receivers over HTTP and gRPC. Off by default, where only the trace id remains."""
+"""Tracing: spans continue the client's W3C trace, nest under the request's span, propagate to
+what turnout calls, carry the GenAI and turnout attributes (never the prompt unless asked),
+sample as configured, and reach real OTLP receivers over HTTP and gRPC. Off by default, where
+only the trace id remains."""
 
 from __future__ import annotations
 
@@ -12,25 +13,27 @@ from typing import Any
 
 import aiohttp
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 from otlp_receiver import grpc_receiver, http_receiver
+from starlette.datastructures import Headers
 
 from turnout.config.schema import Tracing as TracingConfig
+from turnout.observability.access_log import AccessLog
+from turnout.observability.metrics import Metrics
 from turnout.observability.record import Attempt, RequestRecord
+from turnout.observability.telemetry import Telemetry, Track
 from turnout.observability.tracing import (
     Tracing,
-    attempt_attributes,
+    attempt_outcome_attributes,
     attempt_span_name,
-    decision_attributes,
     export_settings,
-    record_result,
     request_attributes,
     resource_from,
     sampler_from,
-    set_attempt_outcome,
     upstream_attributes,
 )
 from turnout.providers.upstream import Target
@@ -42,6 +45,8 @@ PARENT_ID = "00f067aa0ba902b7"
 SAMPLED = f"00-{TRACE_ID}-{PARENT_ID}-01"
 UNSAMPLED = f"00-{TRACE_ID}-{PARENT_ID}-00"
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$")
+ENDPOINT = "/v1/chat/completions"
+SERVER = f"POST {ENDPOINT}"
 
 
 def config(**values: Any) -> TracingConfig:
@@ -58,6 +63,12 @@ def tracing(exporter: InMemorySpanExporter) -> Iterator[Tracing]:
     tracing = Tracing.with_exporter(exporter)
     yield tracing
     tracing.shutdown()
+
+
+def request(tracing: Tracing, headers: dict[str, str] | None = None) -> Track:
+    """A proxy request's telemetry, as the app opens it (with Starlette's headers)."""
+    telemetry = Telemetry(Metrics(), tracing, AccessLog(enabled=False))
+    return telemetry.open(ENDPOINT, "openai_chat", "proxy", Headers(headers or {}))
 
 
 def finished(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
@@ -77,77 +88,63 @@ def parent_id(span: ReadableSpan) -> str | None:
 # ---------------------------------------------------------------------- spans and propagation
 
 
-def test_server_span_continues_the_clients_trace_and_children_nest(
+def test_the_request_span_continues_the_clients_trace_and_steps_nest(
     tracing: Tracing, exporter: InMemorySpanExporter
 ) -> None:
-    headers = {"traceparent": SAMPLED, "tracestate": "vendor=abc"}
-    with tracing.server_span("POST /v1/chat/completions", headers) as server:
-        assert tracing.trace_id(server) == TRACE_ID
-        with tracing.span("turnout.routing", {"turnout.router": "embedded"}), tracing.span("inner"):
-            pass
-        with tracing.span("chat gpt-4o", kind=SpanKind.CLIENT) as attempt:
-            outgoing = tracing.inject({"content-type": "application/json"})
-            attempt_ids = (TRACE_ID, format_span_id(attempt.get_span_context().span_id))
+    track = request(tracing, {"traceparent": SAMPLED, "tracestate": "vendor=abc"})
+    assert track.record.trace_id == TRACE_ID
+    routing = track.begin("turnout.routing")
+    track.end(routing, {"turnout.router": "embedded"})
+    attempt = track.begin("chat gpt-4o", SpanKind.CLIENT)
+    outgoing = track.inject({"content-type": "application/json"}, attempt)
+    to_the_server = track.inject({})
+    assert exporter.get_finished_spans() == ()  # nothing is exported before the request ends
+    track.end(attempt)
+    track.close(200)
 
     spans = finished(exporter)
-    server_span, routing, inner, call = (
-        spans["POST /v1/chat/completions"],
-        spans["turnout.routing"],
-        spans["inner"],
-        spans["chat gpt-4o"],
-    )
+    server, routed, call = spans[SERVER], spans["turnout.routing"], spans["chat gpt-4o"]
+    assert list(spans) == ["turnout.routing", "chat gpt-4o", SERVER]  # children end first
     assert {ids(s)[0] for s in spans.values()} == {TRACE_ID}
-    assert parent_id(server_span) == PARENT_ID and server_span.parent is not None
-    assert server_span.parent.is_remote
-    assert server_span.kind is SpanKind.SERVER and call.kind is SpanKind.CLIENT
-    assert routing.kind is SpanKind.INTERNAL
-    assert parent_id(routing) == ids(server_span)[1]
-    assert parent_id(inner) == ids(routing)[1]
-    assert parent_id(call) == ids(server_span)[1]
-    assert routing.attributes == {"turnout.router": "embedded"}
-    # the outgoing traceparent names the attempt span as the parent; tracestate is passed on
+    assert parent_id(server) == PARENT_ID and server.parent is not None
+    assert server.parent.is_remote
+    assert server.kind is SpanKind.SERVER and call.kind is SpanKind.CLIENT
+    assert routed.kind is SpanKind.INTERNAL
+    assert parent_id(routed) == parent_id(call) == ids(server)[1]
+    assert routed.attributes == {"turnout.router": "embedded"}
+    for span in (routed, call):
+        assert server.start_time <= span.start_time <= span.end_time <= server.end_time
+    # the outgoing traceparent names the attempt's span, or the request's; tracestate passed on
     match = TRACEPARENT.match(outgoing["traceparent"])
-    assert match and match.groups() == attempt_ids and outgoing["traceparent"].endswith("-01")
+    assert match and match.groups() == ids(call) and outgoing["traceparent"].endswith("-01")
+    assert TRACEPARENT.match(to_the_server["traceparent"]).groups() == ids(server)  # type: ignore[union-attr]
     assert outgoing["tracestate"] == "vendor=abc"
     assert outgoing["content-type"] == "application/json"
 
 
-def test_explicit_spans_for_a_stream_that_outlives_the_handler(
+def test_the_request_span_ends_with_the_outcome(
     tracing: Tracing, exporter: InMemorySpanExporter
 ) -> None:
-    """The lead's streaming path: no span is current, parents are passed explicitly."""
-    server = tracing.start_server_span("POST /v1/messages", {"traceparent": SAMPLED})
-    with tracing.child_span(server, "turnout.guardrails") as guard:
-        nested = tracing.inject({})  # the child is current inside its block
-        assert TRACEPARENT.match(nested["traceparent"])
-        assert nested["traceparent"].split("-")[2] == format_span_id(
-            guard.get_span_context().span_id
-        )
-    outgoing = tracing.inject({}, server)
-    assert outgoing["traceparent"].split("-")[1:3] == [
-        TRACE_ID,
-        format_span_id(server.get_span_context().span_id),
-    ]
-    assert exporter.get_finished_spans()[0].name == "turnout.guardrails"
-    tracing.end_server_span(server, {"turnout.route": "code"}, 502)
+    track = request(tracing, {"traceparent": SAMPLED})
+    track.record.route = "code"
+    track.close(502)
 
-    spans = finished(exporter)
-    done = spans["POST /v1/messages"]
-    assert parent_id(spans["turnout.guardrails"]) == ids(done)[1]
-    assert done.attributes is not None
+    (done,) = exporter.get_finished_spans()
+    assert done.name == SERVER and done.attributes is not None
     assert done.attributes["turnout.route"] == "code"
     assert done.attributes["http.response.status_code"] == 502
     assert done.attributes["error.type"] == "502"
     assert done.status.status_code is StatusCode.ERROR
 
 
-def test_a_4xx_does_not_fail_the_server_span(
+def test_a_4xx_does_not_fail_the_request_span(
     tracing: Tracing, exporter: InMemorySpanExporter
 ) -> None:
-    tracing.end_server_span(tracing.start_server_span("POST /v1/chat/completions", {}), {}, 429)
+    request(tracing).close(429)
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.UNSET
-    assert span.attributes == {"http.response.status_code": 429}
+    assert span.attributes is not None and span.attributes["http.response.status_code"] == 429
+    assert "error.type" not in span.attributes
 
 
 @pytest.mark.parametrize(
@@ -164,9 +161,9 @@ def test_a_4xx_does_not_fail_the_server_span(
 def test_a_missing_or_invalid_traceparent_starts_a_new_trace(
     tracing: Tracing, exporter: InMemorySpanExporter, traceparent: str | None
 ) -> None:
-    headers = {"traceparent": traceparent} if traceparent else {}
-    with tracing.server_span("POST /v1/chat/completions", headers) as span:
-        trace_id = tracing.trace_id(span, headers)
+    track = request(tracing, {"traceparent": traceparent} if traceparent else {})
+    trace_id = track.record.trace_id
+    track.close(200)
     (done,) = exporter.get_finished_spans()
     assert done.parent is None
     assert ids(done)[0] == trace_id != TRACE_ID
@@ -176,38 +173,39 @@ def test_a_missing_or_invalid_traceparent_starts_a_new_trace(
 @pytest.mark.parametrize(
     "headers",
     [
-        {"Traceparent": SAMPLED.upper()},  # uppercase, as trace_id_from accepts it
+        {"Traceparent": SAMPLED.upper()},  # uppercase
         {"traceparent": f" 01-{TRACE_ID}-{PARENT_ID}-01-future "},  # a later version's fields
     ],
 )
 def test_lenient_traceparents_are_continued(
     tracing: Tracing, exporter: InMemorySpanExporter, headers: dict[str, str]
 ) -> None:
-    with tracing.server_span("s", headers) as span:
-        assert tracing.trace_id(span) == TRACE_ID
+    track = request(tracing, headers)
+    assert track.record.trace_id == TRACE_ID
+    track.close(200)
     assert parent_id(exporter.get_finished_spans()[0]) == PARENT_ID
 
 
-def test_a_child_span_started_for_a_stream(
+def test_a_step_the_request_failed_in_fails_with_the_exception(
     tracing: Tracing, exporter: InMemorySpanExporter
 ) -> None:
-    server = tracing.start_server_span("s", {})
-    child = tracing.start_child_span(server, "turnout.guardrails", {"k": "v"})
-    assert exporter.get_finished_spans() == ()
-    child.end()
-    tracing.end_server_span(server)
-    spans = finished(exporter)
-    assert parent_id(spans["turnout.guardrails"]) == ids(spans["s"])[1]
-    assert spans["turnout.guardrails"].attributes == {"k": "v"}
+    track = request(tracing)
+    track.end(track.begin("turnout.guardrails"))
+    track.begin("turnout.routing")
+    track.fail(RuntimeError("router down"))  # as the app does when a handler raises
+    track.close(500)
 
-
-def test_an_exception_fails_the_span(tracing: Tracing, exporter: InMemorySpanExporter) -> None:
-    with pytest.raises(RuntimeError), tracing.server_span("s", {}), tracing.span("routing"):
-        raise RuntimeError("router down")
     spans = finished(exporter)
-    assert spans["routing"].status.status_code is StatusCode.ERROR
-    assert [event.name for event in spans["routing"].events] == ["exception"]
-    assert spans["s"].status.status_code is StatusCode.ERROR
+    assert spans["turnout.guardrails"].status.status_code is StatusCode.UNSET
+    routing = spans["turnout.routing"]
+    assert routing.status.status_code is StatusCode.ERROR
+    assert routing.status.description == "RuntimeError: router down"
+    (event,) = routing.events
+    assert event.name == "exception" and event.attributes is not None
+    assert event.attributes["exception.type"] == "RuntimeError"
+    assert event.attributes["exception.message"] == "router down"
+    assert routing.end_time == spans[SERVER].end_time
+    assert spans[SERVER].status.status_code is StatusCode.ERROR
 
 
 def test_static_and_header_attributes(exporter: InMemorySpanExporter) -> None:
@@ -226,17 +224,15 @@ def test_static_and_header_attributes(exporter: InMemorySpanExporter) -> None:
         "traceparent": SAMPLED,
     }
     assert tracing.header_attributes(headers) == {"tenant.id": "ten_456", "user.id": "usr_789"}
-    with (
-        tracing.server_span("s", headers, {"http.request.method": "POST"}),
-        tracing.span("child", {"k": 1}),
-    ):
-        pass
+    track = request(tracing, headers)
+    track.end(track.begin("child"), {"k": 1})
+    track.close(200)
     spans = finished(exporter)
-    assert spans["s"].attributes == {
+    attributes = dict(spans[SERVER].attributes or {})
+    assert {k: attributes[k] for k in ("environment", "tenant.id", "user.id")} == {
         "environment": "prod",
         "tenant.id": "ten_456",
         "user.id": "usr_789",
-        "http.request.method": "POST",
     }
     assert spans["child"].attributes == {"environment": "prod", "tenant.id": "static", "k": 1}
     tracing.shutdown()
@@ -346,22 +342,17 @@ def test_request_attributes_of_a_failed_request() -> None:
 
 
 @pytest.mark.parametrize(
-    ("provider", "status", "outcome", "expected"),
+    ("status", "outcome", "expected"),
     [
-        ("openai", 200, "answered", {"http.response.status_code": 200}),
-        ("gemini", 429, "rate_limited", {"http.response.status_code": 429, "error.type": "429"}),
-        ("azure_openai", 0, "unreachable", {"error.type": "unreachable"}),
-        ("together_ai", 503, "retryable", {"http.response.status_code": 503, "error.type": "503"}),
+        (200, "answered", {"http.response.status_code": 200}),
+        (429, "rate_limited", {"http.response.status_code": 429, "error.type": "429"}),
+        (0, "unreachable", {"error.type": "unreachable"}),
+        (503, "retryable", {"http.response.status_code": 503, "error.type": "503"}),
+        (400, "failed", {"http.response.status_code": 400, "error.type": "400"}),
     ],
 )
-def test_attempt_attributes(
-    provider: str, status: int, outcome: str, expected: dict[str, Any]
-) -> None:
-    names = {"gemini": "gcp.gemini", "azure_openai": "azure.ai.openai"}
-    assert attempt_attributes(provider, "m-1", status, outcome) == {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": names.get(provider, provider),
-        "gen_ai.request.model": "m-1",
+def test_attempt_outcome_attributes(status: int, outcome: str, expected: dict[str, Any]) -> None:
+    assert attempt_outcome_attributes(status, outcome) == {
         "turnout.attempt.outcome": outcome,
         **expected,
     }
@@ -370,7 +361,7 @@ def test_attempt_attributes(
 def test_upstream_span_attributes_from_the_proxy(
     tracing: Tracing, exporter: InMemorySpanExporter
 ) -> None:
-    """What the proxy sets: the target as the attempt starts, its outcome as it ends."""
+    """What the proxy sets on an attempt's span: the target, and how the call ended."""
     target = Target(
         "gemini/gemini-2.0-flash",
         "gemini-2.0-flash",
@@ -379,11 +370,11 @@ def test_upstream_span_attributes_from_the_proxy(
         {"authorization": "Bearer secret"},
         aiohttp.ClientTimeout(),
     )
-    with tracing.span(
-        "chat gemini-2.0-flash", upstream_attributes(target), kind=SpanKind.CLIENT
-    ) as span:
-        set_attempt_outcome(span, 0, "unreachable")
-    (done,) = exporter.get_finished_spans()
+    track = request(tracing)
+    step = track.begin(attempt_span_name(target.model), SpanKind.CLIENT)
+    track.end(step, upstream_attributes(target) | attempt_outcome_attributes(0, "unreachable"))
+    track.close(502)
+    done = finished(exporter)["chat gemini-2.0-flash"]
     assert done.attributes == {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": "gcp.gemini",
@@ -395,6 +386,7 @@ def test_upstream_span_attributes_from_the_proxy(
         "error.type": "unreachable",
     }
     assert done.status.status_code is StatusCode.ERROR
+    assert done.status.description == "unreachable"
 
 
 def test_decision_attributes_on_the_routing_span(
@@ -409,25 +401,30 @@ def test_decision_attributes_on_the_routing_span(
         latency_ms=4.0,
         router_fallback="timeout",
     )
-    with tracing.span("turnout.routing") as span:
-        tracing.set_attributes(span, decision_attributes(decision))
-    (done,) = exporter.get_finished_spans()
-    assert done.attributes == {
+    track = request(tracing)
+    step = track.begin("turnout.routing")
+    track.decided(decision, step)
+    track.end(step)
+    track.close(200)
+    assert finished(exporter)["turnout.routing"].attributes == {
         "turnout.router": "embedded",
         "turnout.route": "code_generation",
         "turnout.router.fallback": "timeout",
         "turnout.router.latency_ms": 4.0,
         "turnout.models": ("anthropic/claude-sonnet-4-20250514", "openai/gpt-4o"),
     }
+    assert track.record.route == "code_generation" and track.record.router == "embedded"
 
 
 def test_attempt_span_result_marks_failures(
     tracing: Tracing, exporter: InMemorySpanExporter
 ) -> None:
+    track = request(tracing)
     for status, outcome in [(503, "retryable"), (200, "answered")]:
-        with tracing.span(attempt_span_name("gpt-4o"), kind=SpanKind.CLIENT) as span:
-            record_result(span, attempt_attributes("openai", "gpt-4o", status, outcome))
-    failed, answered = exporter.get_finished_spans()
+        step = track.begin(attempt_span_name("gpt-4o"), SpanKind.CLIENT)
+        track.end(step, attempt_outcome_attributes(status, outcome))
+    track.close(200)
+    failed, answered, _ = exporter.get_finished_spans()
     assert failed.name == answered.name == "chat gpt-4o"
     assert failed.status.status_code is StatusCode.ERROR
     assert failed.status.description == "503"
@@ -438,8 +435,10 @@ def test_content_is_recorded_only_when_enabled(exporter: InMemorySpanExporter) -
     turns = [Turn("system", "Be terse."), Turn("user", "My card is 4111 1111 1111 1111")]
     off = Tracing.with_exporter(exporter)
     assert off.content_attributes(turns, "ok") == {}
-    with off.server_span("s", {}) as span:
-        span.set_attributes(off.content_attributes(turns, "ok"))
+    track = request(off)
+    assert not track.records_content
+    track.content(turns, "ok")
+    track.close(200)
     (done,) = exporter.get_finished_spans()
     assert not any(key.startswith("gen_ai.input") for key in done.attributes or {})
 
@@ -457,6 +456,12 @@ def test_content_is_recorded_only_when_enabled(exporter: InMemorySpanExporter) -
         }
     ]
     assert on.content_attributes() == {}
+    track = request(on)
+    assert track.records_content
+    track.content(turns, "Noted.")
+    track.close(200)
+    recorded = exporter.get_finished_spans()[-1].attributes or {}
+    assert "4111 1111 1111 1111" in str(recorded["gen_ai.input.messages"])
     off.shutdown()
     on.shutdown()
 
@@ -467,31 +472,25 @@ def test_content_is_recorded_only_when_enabled(exporter: InMemorySpanExporter) -
 def test_off_by_default_keeps_only_the_trace_id() -> None:
     tracing = Tracing.from_config(None, env={})
     assert not tracing.enabled
-    headers = {"traceparent": SAMPLED, "tracestate": "vendor=abc"}
-    with tracing.server_span("s", headers) as server:
-        assert not server.is_recording()
-        assert tracing.trace_id(server, headers) == TRACE_ID
-        with tracing.span("child") as child:
-            assert not child.is_recording()
-            # what turnout forwards is the client's own context, as before tracing existed
-            assert tracing.inject({}) == headers
-        record_result(server, {"error.type": "x"})  # a no-op on a non-recording span
-    tracing.end_server_span(server, {"a": 1}, 500)
+    track = request(tracing, {"traceparent": SAMPLED, "tracestate": "vendor=abc"})
+    assert track.record.trace_id == TRACE_ID
+    step = track.begin("turnout.routing")
+    assert step is None
+    track.end(step, {"a": 1})
+    # what turnout forwards is the client's own context, as before tracing existed
+    assert track.inject({}, step) == {"traceparent": SAMPLED, "tracestate": "vendor=abc"}
+    track.close(500)
     tracing.shutdown()
     tracing.shutdown()
 
 
-def test_off_without_a_traceparent_makes_one_id_and_forwards_it() -> None:
+def test_off_without_a_traceparent_makes_an_id_and_forwards_no_context() -> None:
     tracing = Tracing.from_config(None, env={})
-    server = tracing.start_server_span("s", {})
-    trace_id = tracing.trace_id(server)
-    assert re.fullmatch(r"[0-9a-f]{32}", trace_id) and tracing.trace_id(server) == trace_id
-    with tracing.child_span(server, "c") as child:
-        assert tracing.trace_id(child) == trace_id
-    outgoing = tracing.inject({}, server)["traceparent"]
-    assert outgoing.startswith(f"00-{trace_id}-") and outgoing.endswith("-00")  # not sampled
-    other = tracing.start_server_span("s", {})
-    assert tracing.trace_id(other) != trace_id
+    track = request(tracing)
+    trace_id = track.record.trace_id
+    assert re.fullmatch(r"[0-9a-f]{32}", trace_id)
+    assert track.inject({"a": "b"}) == {"a": "b"}  # as before tracing existed
+    assert request(tracing).record.trace_id != trace_id
 
 
 @pytest.mark.parametrize(
@@ -606,9 +605,12 @@ def test_resource_names_the_service() -> None:
 def sampled_count(tracing: Tracing, exporter: InMemorySpanExporter, headers: dict[str, str]) -> int:
     exporter.clear()
     for _ in range(50):
-        with tracing.server_span("s", headers) as span:
-            assert tracing.trace_id(span)
-    return len(exporter.get_finished_spans())
+        track = request(tracing, headers)
+        track.end(track.begin("step"))
+        track.close(200)
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names.count("step") == names.count(SERVER)  # the steps follow the request's decision
+    return names.count(SERVER)
 
 
 @pytest.mark.parametrize(
@@ -636,13 +638,44 @@ def test_an_unsampled_request_still_continues_and_forwards_the_trace(
     exporter: InMemorySpanExporter,
 ) -> None:
     tracing = Tracing.with_exporter(exporter, sampler=sampler_from(config(random_sampling=0), {}))
-    with tracing.server_span("s", {"traceparent": UNSAMPLED}) as span:
-        assert not span.is_recording()
-        assert tracing.trace_id(span) == TRACE_ID
-        outgoing = tracing.inject({})["traceparent"]
-    assert outgoing.startswith(f"00-{TRACE_ID}-") and outgoing.endswith("-00")
+    track = request(tracing, {"traceparent": UNSAMPLED})
+    assert track.begin("step") is None
+    assert track.record.trace_id == TRACE_ID
+    assert track.inject({}) == {"traceparent": UNSAMPLED}  # the caller's context, as it came
+    track.close(200)
     assert exporter.get_finished_spans() == ()
     tracing.shutdown()
+
+
+class Spy(Sampler):
+    """The always-on sampler, remembering what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[Any, ...]] = []
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.asked.append((parent_context, trace_id, name, kind))
+        return ALWAYS_ON.should_sample(parent_context, trace_id, name, kind, *args, **kwargs)
+
+    def get_description(self) -> str:
+        return "spy"
+
+
+def test_the_sampler_decides_once_as_the_request_arrives(exporter: InMemorySpanExporter) -> None:
+    """It sees the request's span as it would in the SDK: its name, SERVER, the trace id and the
+    caller's context; the steps follow that decision, and with tracing off it is never asked."""
+    spy = Spy()
+    track = request(Tracing.with_exporter(exporter, sampler=spy), {"traceparent": SAMPLED})
+    track.end(track.begin("a"))
+    track.close(200)
+    ((context, trace_id, name, kind),) = spy.asked
+    assert (format_trace_id(trace_id), name, kind) == (TRACE_ID, SERVER, SpanKind.SERVER)
+    parent = trace.get_current_span(context).get_span_context()
+    assert (format_span_id(parent.span_id), parent.is_remote) == (PARENT_ID, True)
+
+    off = Spy()
+    request(Tracing(None, sampler=off), {"traceparent": SAMPLED}).close(200)
+    assert off.asked == []
 
 
 def test_samplers_from_the_variables() -> None:
@@ -675,15 +708,17 @@ def no_thread_left() -> Iterator[None]:
 
 
 def make_spans(tracing: Tracing) -> tuple[str, str]:
-    with tracing.server_span("POST /v1/chat/completions", {"traceparent": SAMPLED}) as server:
-        with tracing.span(attempt_span_name("gpt-4o"), kind=SpanKind.CLIENT) as call:
-            record_result(call, attempt_attributes("openai", "gpt-4o", 200, "answered"))
-        done = record(model="openai/gpt-4o", input_tokens=7, output_tokens=3)
-        done.finish(200)
-        record_result(server, request_attributes(done))
-    return format_span_id(server.get_span_context().span_id), format_span_id(
-        call.get_span_context().span_id
+    track = request(tracing, {"traceparent": SAMPLED})
+    call = track.begin(attempt_span_name("gpt-4o"), SpanKind.CLIENT)
+    assert call is not None
+    track.end(
+        call, {"gen_ai.provider.name": "openai", **attempt_outcome_attributes(200, "answered")}
     )
+    track.record.model = "openai/gpt-4o"
+    track.record.input_tokens, track.record.output_tokens = 7, 3
+    server_id = track.inject({})["traceparent"].split("-")[2]
+    track.close(200)
+    return server_id, format_span_id(call.span_id)
 
 
 @pytest.mark.usefixtures("no_thread_left")
@@ -728,9 +763,8 @@ def test_otlp_grpc_export_to_planos_endpoint() -> None:
             # Plano's endpoint wins over the variable's
             env={"OTEL_EXPORTER_OTLP_ENDPOINT": url},
         )
-        assert tracing._provider is not None
-        processor = tracing._provider._active_span_processor._span_processors[0]
-        exporter = processor._batch_processor._exporter  # type: ignore[attr-defined]
+        processor = tracing._processor
+        exporter = processor._batch_processor._exporter  # type: ignore[union-attr]
         assert isinstance(exporter, OTLPSpanExporter)
         assert exporter._endpoint == endpoint.removeprefix("http://")
         make_spans(tracing)

@@ -17,7 +17,7 @@ Rejection = Literal[
 Outcome = Literal["answered", "retryable", "failed", "unreachable", "rate_limited"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """One upstream call: which model, how it ended, and why it was not the answer."""
 
@@ -27,7 +27,7 @@ class Attempt:
     outcome: Outcome
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestRecord:
     endpoint: str  # the route path, e.g. "/v1/chat/completions": a bounded set
     api: str  # "openai_chat", "anthropic_messages" or "openai_responses"
@@ -41,6 +41,8 @@ class RequestRecord:
     route: str | None = None
     router: str | None = None  # "embedded" or "llm"
     router_fallback: str | None = None
+    router_confidence: float | None = None  # the embedded router's, when it classified
+    router_escalated: bool = False  # the cascade asked the LLM router
     router_latency_ms: float | None = None
     attempts: list[Attempt] = field(default_factory=list)
     model: str | None = None  # the configured model that answered

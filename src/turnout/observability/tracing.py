@@ -1,10 +1,14 @@
 """OpenTelemetry tracing for turnout: one SERVER span per request, continuing the client's W3C
 trace, with children for guardrails, the routing decision and each upstream attempt, exported
-over OTLP. Off unless configured, and then nearly free: spans are non-recording and only the
-trace id is kept, so `x-request-id` and the decision's `trace_id` still follow the client's.
+over OTLP. Off unless configured; then each request is sampled once, as it arrives, with the
+configured sampler, and an unsampled one costs that decision alone.
 
-turnout owns its TracerProvider instead of installing the global one, so an application that
-embeds turnout (or a test that builds two gateways) keeps its own tracing untouched.
+A sampled request records plain ids and timestamps as it goes (a span's id is fixed when it
+starts, since it goes out in `traceparent`), and its OpenTelemetry spans are made once it has
+ended, finished, and handed to the span processor: the SDK's live spans cost ~30 µs each (a
+lock, attribute validation, context switching), a finished ReadableSpan a few. turnout has no
+TracerProvider and never touches the process-global one, so an application that embeds turnout
+(or a test that builds two gateways) keeps its own tracing untouched.
 
 Attribute names follow the OpenTelemetry GenAI semantic conventions (development status, now
 kept at github.com/open-telemetry/semantic-conventions-genai); turnout's own are `turnout.*`.
@@ -15,19 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
-import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+import time
+import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SimpleSpanProcessor,
@@ -40,10 +42,10 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as _SDK_VERSION
 from opentelemetry.trace import (
     NonRecordingSpan,
-    Span,
     SpanContext,
     SpanKind,
     Status,
@@ -51,12 +53,11 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 from turnout import __version__
 from turnout.observability.record import RequestRecord
-from turnout.observability.trace_context import trace_id_from
+from turnout.observability.trace_context import context_headers, new_span_id
 
 if TYPE_CHECKING:
     from turnout.config.schema import Tracing as TracingConfig
@@ -108,8 +109,6 @@ SPAN_FILTER = "turnout.filter"
 _DEFAULT_SERVICE = "turnout"
 _DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 _DEFAULT_HTTP_ENDPOINT = "http://localhost:4318/v1/traces"
-_PROPAGATOR = TraceContextTextMapPropagator()
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 
 
 class Message(Protocol):
@@ -145,22 +144,85 @@ class ExportSettings:
     source: Literal["plano", "env", "default"]
 
 
-class Tracing:
-    """turnout's tracer: its own TracerProvider (never the global one, so tests and apps don't
-    collide). With no provider it is off: spans are non-recording and cost a header parse."""
+class Step:
+    """A child span of a sampled request (guardrails, routing, an upstream attempt), timed as
+    it goes: its id is fixed when it starts, its attributes set when it ends."""
+
+    __slots__ = ("attributes", "end", "kind", "name", "span_id", "start")
+
+    def __init__(self, name: str, kind: SpanKind) -> None:
+        self.name = name
+        self.kind = kind
+        self.span_id = new_span_id()
+        self.start = time.time_ns()
+        self.end = 0  # not ended yet
+        self.attributes: Attributes = {}
+
+
+class Trace:
+    """A sampled request's trace until it ends: the SERVER span's ids and start, its attributes
+    so far, and its steps."""
+
+    __slots__ = (
+        "attributes",
+        "name",
+        "parent",
+        "span_id",
+        "start",
+        "steps",
+        "trace_id",
+        "trace_state",
+    )
 
     def __init__(
         self,
-        provider: TracerProvider | None,
+        name: str,
+        trace_id: int,
+        parent: SpanContext | None,
+        trace_state: TraceState | None,
+        attributes: Attributes,
+    ) -> None:
+        self.name = name
+        self.trace_id = trace_id
+        self.span_id = new_span_id()
+        self.parent = parent
+        self.trace_state = trace_state
+        self.start = time.time_ns()
+        self.attributes = attributes
+        self.steps: list[Step] = []
+
+    def begin(self, name: str, kind: SpanKind = SpanKind.INTERNAL) -> Step:
+        step = Step(name, kind)
+        self.steps.append(step)
+        return step
+
+    def context_headers(self, step: Step | None = None) -> dict[str, str]:
+        """`traceparent` (and `tracestate`) naming `step`, else the request's span, as parent."""
+        span_id = self.span_id if step is None else step.span_id
+        return context_headers(self.trace_id, span_id, TraceFlags.SAMPLED, self.trace_state)
+
+
+_SCOPE = InstrumentationScope("turnout", __version__)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+class Tracing:
+    """turnout's tracing: which requests are sampled, and their spans, sent to a span processor
+    (a batch processor in the gateway). With no processor it is off."""
+
+    def __init__(
+        self,
+        processor: SpanProcessor | None,
         *,
+        sampler: Sampler = ALWAYS_ON,
+        resource: Resource | None = None,
         static_attributes: Mapping[str, str] | None = None,
         header_prefixes: Sequence[str] = (),
         record_content: bool = False,
     ) -> None:
-        self._provider = provider
-        self._tracer: trace.Tracer = (
-            provider.get_tracer("turnout", __version__) if provider else trace.NoOpTracer()
-        )
+        self._processor = processor
+        self._sampler = sampler
+        self._resource = resource or resource_from({})
         self._static: Attributes = dict(static_attributes or {})
         self._prefixes = tuple(p.lower() for p in header_prefixes if p)
         self.record_content = record_content
@@ -193,13 +255,13 @@ class Tracing:
                 header_prefixes=prefixes,
                 record_content=record_content,
             )
-        provider = TracerProvider(sampler=sampler_from(tracing, env), resource=resource_from(env))
-        provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
         _log.info(
             "tracing: OTLP %s to %s (%s)", settings.protocol, settings.endpoint, settings.source
         )
         return cls(
-            provider,
+            BatchSpanProcessor(_exporter(settings)),
+            sampler=sampler_from(tracing, env),
+            resource=resource_from(env),
             static_attributes=static,
             header_prefixes=prefixes,
             record_content=record_content,
@@ -217,10 +279,10 @@ class Tracing:
         env: Mapping[str, str] | None = None,
     ) -> Tracing:
         """For tests: every span exported synchronously as it ends (SimpleSpanProcessor)."""
-        provider = TracerProvider(sampler=sampler, resource=resource_from(env or {}))
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
         return cls(
-            provider,
+            SimpleSpanProcessor(exporter),
+            sampler=sampler,
+            resource=resource_from(env or {}),
             static_attributes=static_attributes,
             header_prefixes=header_prefixes,
             record_content=record_content,
@@ -228,152 +290,79 @@ class Tracing:
 
     @property
     def enabled(self) -> bool:
-        return self._provider is not None
+        return self._processor is not None
 
-    # ------------------------------------------------------------------ spans
+    # ------------------------------------------------------------------ one request
 
-    def start_server_span(
+    def sample(
         self,
-        name: str,
+        endpoint: str,
+        trace_id: int,
+        parent: SpanContext | None,
         headers: Mapping[str, str],
-        attributes: Mapping[str, AttrValue] | None = None,
-    ) -> Span:
-        """The request's SERVER span, not made current and not ended: for a response whose
-        stream outlives the handler. Pair with `end_server_span` (or `span.end()`)."""
-        parent = _remote_parent(headers)
-        if self._provider is None:
-            # No SDK work at all: carry the client's context (or a fresh one) so the trace id and
-            # what `inject` forwards stay the same as with tracing on.
-            if parent is None:
-                parent = SpanContext(
-                    trace_id=int(trace_id_from(None), 16),
-                    span_id=_random_span_id(),
-                    is_remote=False,
-                    trace_flags=TraceFlags(TraceFlags.DEFAULT),
-                )
-            return NonRecordingSpan(parent)
-        context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent else Context()
-        span_attributes = {**self._static, **self.header_attributes(headers), **(attributes or {})}
-        return self._tracer.start_span(
-            name, context=context, kind=SpanKind.SERVER, attributes=span_attributes
-        )
+    ) -> Trace | None:
+        """The trace of a request to `endpoint`, when the sampler keeps it (with tracing off,
+        never): `parent` is the caller's context, `trace_id` its trace id or a new one."""
+        if self._processor is None:
+            return None
+        name = f"POST {endpoint}"
+        context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent else None
+        result = self._sampler.should_sample(context, trace_id, name, SpanKind.SERVER)
+        if not result.decision.is_sampled():
+            return None
+        attributes = {**self._static, **self.header_attributes(headers), **result.attributes}
+        return Trace(name, trace_id, parent, result.trace_state, attributes)
 
-    @contextmanager
-    def server_span(
-        self,
-        name: str,
-        headers: Mapping[str, str],
-        attributes: Mapping[str, AttrValue] | None = None,
-    ) -> Iterator[Span]:
-        """The request's SERVER span, current inside the block, continuing an incoming W3C
-        `traceparent` (parent from the header) so the trace id matches the client's."""
-        span = self.start_server_span(name, headers, attributes)
-        with trace.use_span(span, end_on_exit=True):
-            yield span
-
-    def end_server_span(
-        self,
-        span: Span,
-        attributes: Mapping[str, AttrValue] | None = None,
-        status: int | None = None,
+    def finish(
+        self, trace: Trace, attributes: Mapping[str, AttrValue], error: BaseException | None = None
     ) -> None:
-        """Set the request's outcome (usually `request_attributes(record)`) and end the span; a
-        5xx (or an `error.type`) marks it failed, a 4xx does not (HTTP server conventions)."""
-        if not span.is_recording():
-            return
-        outcome = dict(attributes or {})
-        if status is not None:
-            outcome.setdefault(HTTP_RESPONSE_STATUS_CODE, status)
-            if status >= 500:
-                outcome.setdefault(ERROR_TYPE, str(status))
-        record_result(span, outcome)
-        span.end()
-
-    def span(
-        self,
-        name: str,
-        attributes: Mapping[str, AttrValue] | None = None,
-        *,
-        kind: SpanKind = SpanKind.INTERNAL,
-    ) -> AbstractContextManager[Span]:
-        """A child span of the current one (INTERNAL, or CLIENT for a call out), current inside
-        the block; an exception escaping the block is recorded and marks it failed."""
-        return self._child(None, name, attributes, kind)
-
-    def child_span(
-        self,
-        parent: Span,
-        name: str,
-        attributes: Mapping[str, AttrValue] | None = None,
-        *,
-        kind: SpanKind = SpanKind.INTERNAL,
-    ) -> AbstractContextManager[Span]:
-        """A child of an explicit span (the request's), for code that runs outside the block
-        where that span is current, such as a streamed body."""
-        return self._child(parent, name, attributes, kind)
-
-    def start_child_span(
-        self,
-        parent: Span,
-        name: str,
-        attributes: Mapping[str, AttrValue] | None = None,
-        *,
-        kind: SpanKind = SpanKind.INTERNAL,
-    ) -> Span:
-        """A child of `parent`, not made current and not ended: for work that spans a stream's
-        chunks, where a `with` block would straddle a `yield`. End it with `span.end()`."""
-        return self._start(parent, name, attributes, kind)
-
-    def _start(
-        self,
-        parent: Span | None,
-        name: str,
-        attributes: Mapping[str, AttrValue] | None,
-        kind: SpanKind,
-    ) -> Span:
-        context = trace.set_span_in_context(parent) if parent is not None else None
-        merged = {**self._static, **attributes} if attributes else self._static
-        return self._tracer.start_span(name, context=context, kind=kind, attributes=merged)
-
-    @contextmanager
-    def _child(
-        self,
-        parent: Span | None,
-        name: str,
-        attributes: Mapping[str, AttrValue] | None,
-        kind: SpanKind,
-    ) -> Iterator[Span]:
-        with trace.use_span(self._start(parent, name, attributes, kind), end_on_exit=True) as span:
-            yield span
-
-    @contextmanager
-    def use(self, span: Span) -> Iterator[Span]:
-        """Make a span current without ending it (to re-enter a request's span in a stream)."""
-        with trace.use_span(span, end_on_exit=False):
-            yield span
-
-    # ------------------------------------------------------------------ propagation and ids
-
-    def inject(self, headers: dict[str, str], span: Span | None = None) -> dict[str, str]:
-        """W3C `traceparent` (and `tracestate`) of `span`, else of the current span, added to
-        outgoing headers (to the upstream provider, filters, the LLM router). With tracing off
-        this forwards the client's own context, or the fresh one its trace id came from."""
-        context = trace.set_span_in_context(span) if span is not None else None
-        _PROPAGATOR.inject(headers, context=context)
-        return headers
-
-    def trace_id(self, span: Span, headers: Mapping[str, str] | None = None) -> str:
-        """32 hex chars: the span's trace id, which continues the client's `traceparent` whether
-        tracing is on or off; for a span without one, the header's (or a fresh one)."""
-        context = span.get_span_context()
-        if context.is_valid:
-            return trace.format_trace_id(context.trace_id)
-        return trace_id_from(_header(headers, "traceparent") if headers else None)
-
-    def set_attributes(self, span: Span, attributes: Mapping[str, AttrValue]) -> None:
-        """Attributes known only once a child's work is done (the routing decision's)."""
-        if span.is_recording():
-            span.set_attributes(attributes)
+        """End a sampled request: its steps' spans, then its own with `attributes` (its outcome,
+        usually `request_attributes(record)`), to the span processor. An `error.type` among a
+        span's attributes marks it failed; a step still open ends now, failed with `error`, the
+        exception that ended the request inside it."""
+        processor = self._processor
+        assert processor is not None  # only sampled requests have a Trace
+        now = time.time_ns()
+        server = SpanContext(trace.trace_id, trace.span_id, False, _SAMPLED, trace.trace_state)
+        for step in trace.steps:
+            events: tuple[Event, ...] = ()
+            status = _status(step.attributes)
+            if not step.end:
+                step.end = now
+                if error is not None:
+                    events = (_exception_event(error, now),)
+                    status = Status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+            context = SpanContext(trace.trace_id, step.span_id, False, _SAMPLED, trace.trace_state)
+            processor.on_end(
+                ReadableSpan(
+                    step.name,
+                    context,
+                    server,
+                    self._resource,
+                    {**self._static, **step.attributes},
+                    events,
+                    kind=step.kind,
+                    status=status,
+                    start_time=step.start,
+                    end_time=step.end,
+                    instrumentation_scope=_SCOPE,
+                )
+            )
+        outcome = {**trace.attributes, **attributes}
+        processor.on_end(
+            ReadableSpan(
+                trace.name,
+                server,
+                trace.parent,
+                self._resource,
+                outcome,
+                kind=SpanKind.SERVER,
+                status=_status(outcome),
+                start_time=trace.start,
+                end_time=now,
+                instrumentation_scope=_SCOPE,
+            )
+        )
 
     def header_attributes(self, headers: Mapping[str, str]) -> Attributes:
         """Request headers named with a configured prefix, as Plano names them: the rest of the
@@ -418,17 +407,13 @@ class Tracing:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export what is buffered now (tests, and before a worker exits)."""
-        return self._provider.force_flush(timeout_millis) if self._provider else True
-
     def shutdown(self) -> None:
         """Flush buffered spans and stop the export thread; safe to call twice."""
         with self._shutdown_lock:
-            if self._is_shut_down or self._provider is None:
+            if self._is_shut_down or self._processor is None:
                 return
             self._is_shut_down = True
-        self._provider.shutdown()
+        self._processor.shutdown()
 
 
 # ---------------------------------------------------------------------- attribute helpers
@@ -522,16 +507,6 @@ def guard_attributes(events: Sequence[str]) -> Attributes:
     return attributes
 
 
-def attempt_attributes(provider: str, model: str, status: int, outcome: str) -> Attributes:
-    """One upstream attempt's CLIENT span, whole: `model` is the name sent to the provider."""
-    return {
-        GEN_AI_OPERATION_NAME: CHAT,
-        GEN_AI_PROVIDER_NAME: provider_name(provider),
-        GEN_AI_REQUEST_MODEL: model,
-        **attempt_outcome_attributes(status, outcome),
-    }
-
-
 def upstream_attributes(target: UpstreamTarget) -> Attributes:
     """An upstream attempt's span as it starts (`providers.upstream.Target`), with the
     conventions' `server.address`/`server.port` of the provider."""
@@ -563,31 +538,18 @@ def attempt_outcome_attributes(status: int, outcome: str) -> Attributes:
     return attributes
 
 
-def set_attempt_outcome(span: Span | None, status: int, outcome: str) -> None:
-    """Close an upstream attempt's span (None with tracing off): its status, outcome, and
-    failure mark."""
-    if span is not None:
-        record_result(span, attempt_outcome_attributes(status, outcome))
-
-
 def decision_attributes(decision: Decision) -> Attributes:
     """The routing span's result: router, route, LLM-router fallback reason, latency and the
     candidates in order (not the scores: they are for `?explain=1`)."""
     attributes = routing_attributes(
         decision.router, decision.route, decision.router_fallback, decision.latency_ms
     )
-    attributes["turnout.models"] = list(decision.models)
+    attributes["turnout.models"] = tuple(decision.models)
+    if decision.confidence is not None:
+        attributes["turnout.router.confidence"] = decision.confidence
+    if decision.escalated:
+        attributes["turnout.router.escalated"] = True
     return attributes
-
-
-def record_result(span: Span, attributes: Mapping[str, AttrValue]) -> None:
-    """Set a span's closing attributes; an `error.type` among them marks the span failed."""
-    if not span.is_recording():
-        return
-    span.set_attributes(attributes)
-    error = attributes.get(ERROR_TYPE)
-    if error is not None:
-        span.set_status(Status(StatusCode.ERROR, str(error)))
 
 
 # ---------------------------------------------------------------------- configuration
@@ -701,39 +663,27 @@ def _exporter(settings: ExportSettings) -> SpanExporter:
 # ---------------------------------------------------------------------- internals
 
 
-def _remote_parent(headers: Mapping[str, str]) -> SpanContext | None:
-    """The client's span context from `traceparent`/`tracestate` when valid per W3C (parsed
-    here rather than by the propagator: a third of the cost, and lowercased first as
-    `trace_id_from` does, so both agree on the id)."""
-    traceparent = _header(headers, "traceparent")
-    if not traceparent:
-        return None
-    match = _TRACEPARENT.match(traceparent.strip().lower())
-    if match is None:
-        return None
-    version, trace_id, span_id, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest) or trace_id == "0" * 32 or span_id == "0" * 16:
-        return None
-    tracestate = _header(headers, "tracestate")
-    return SpanContext(
-        trace_id=int(trace_id, 16),
-        span_id=int(span_id, 16),
-        is_remote=True,
-        trace_flags=TraceFlags(int(flags, 16)),
-        trace_state=TraceState.from_header([tracestate]) if tracestate else None,
+def _status(attributes: Mapping[str, AttrValue]) -> Status:
+    """A span with an `error.type` failed (HTTP: a 5xx for a server, a 4xx too for a client)."""
+    error = attributes.get(ERROR_TYPE)
+    return Status(StatusCode.UNSET) if error is None else Status(StatusCode.ERROR, str(error))
+
+
+def _exception_event(error: BaseException, timestamp: int) -> Event:
+    """An exception as the SDK records one on a span (`Span.record_exception`)."""
+    cls = type(error)
+    module = cls.__module__
+    return Event(
+        "exception",
+        {
+            "exception.type": f"{module}.{cls.__qualname__}"
+            if module and module != "builtins"
+            else cls.__qualname__,
+            "exception.message": str(error),
+            "exception.stacktrace": "".join(traceback.format_exception(error)),
+        },
+        timestamp,
     )
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive lookup: Starlette's headers are lowercase, a plain dict may not be."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    return next((v for k, v in headers.items() if k.lower() == name), None)
-
-
-def _random_span_id() -> int:
-    return random.getrandbits(64) or 1
 
 
 def _message_json(role: str, text: str) -> dict[str, object]:

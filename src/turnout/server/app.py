@@ -29,6 +29,7 @@ from turnout.server.proxy_endpoints import Proxy
 from turnout.server.routing_endpoints import route_request
 
 logger = logging.getLogger("turnout.server")
+Handler = Callable[[Request, ApiFormat, Track], Awaitable[Response]]
 
 PROXY_ENDPOINTS = {
     "/v1/chat/completions": "openai_chat",
@@ -113,20 +114,27 @@ def create_app(
     telemetry = telemetry or Telemetry.from_config(config)
     feedback = Feedback(service)
 
-    async def tracked(
-        request: Request, api: ApiFormat, kind: Kind, handle: Callable[[Track], Awaitable[Response]]
-    ) -> Response:
-        """Every request gets a record and a span, closed when the client has the answer."""
-        track = telemetry.open(request.url.path, api.name, kind, request.headers)
-        try:
-            response = await handle(track)
-        except RequestError as exc:
-            track.record.rejection = exc.rejection  # type: ignore[assignment]
-            response = _error_response(request.url.path, exc)
-        except Exception:
-            track.close(500)
-            raise
-        return track.respond(response)
+    def tracked(
+        path: str, api: ApiFormat, kind: Kind, handle: Handler
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint for `path`: every request gets a record and a trace, closed when the
+        client has the answer."""
+
+        async def endpoint(request: Request) -> Response:
+            track = telemetry.open(path, api.name, kind, request.headers)
+            try:
+                response = await handle(request, api, track)
+            except RequestError as exc:
+                track.fail(exc)
+                track.record.rejection = exc.rejection  # type: ignore[assignment]
+                response = _error_response(path, exc)
+            except Exception as exc:
+                track.fail(exc)
+                track.close(500)
+                raise
+            return track.respond(response)
+
+        return endpoint
 
     async def metrics(request: Request) -> Response:
         body, content_type = telemetry.metrics.exposition()
@@ -142,26 +150,10 @@ def create_app(
     async def models(request: Request) -> JSONResponse:
         return JSONResponse(_models_body(config))
 
-    def routing_endpoint(api: ApiFormat):
-        async def endpoint(request: Request) -> Response:
-            return await tracked(
-                request,
-                api,
-                "decision",
-                lambda track: route_request(request, api, service, feedback, gate, limit, track),
-            )
-
-        return endpoint
+    async def decide(request: Request, api: ApiFormat, track: Track) -> Response:
+        return await route_request(request, api, service, feedback, gate, limit, track)
 
     proxy = Proxy(service, pool, Cooldowns(), gate, feedback)
-
-    def proxy_endpoint(api: ApiFormat):
-        async def endpoint(request: Request) -> Response:
-            return await tracked(
-                request, api, "proxy", lambda track: proxy.handle(request, api, track)
-            )
-
-        return endpoint
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -177,11 +169,11 @@ def create_app(
         await asyncio.to_thread(telemetry.shutdown)
 
     routes = [
-        Route(path, routing_endpoint(API_FORMATS[name]), methods=["POST"])
+        Route(path, tracked(path, API_FORMATS[name], "decision", decide), methods=["POST"])
         for path, name in ROUTING_ENDPOINTS.items()
     ]
     routes += [
-        Route(path, proxy_endpoint(API_FORMATS[name]), methods=["POST"])
+        Route(path, tracked(path, API_FORMATS[name], "proxy", proxy.handle), methods=["POST"])
         for path, name in PROXY_ENDPOINTS.items()
     ]
     routes += [

@@ -37,8 +37,9 @@ from turnout.governance.keys import presented_key
 from turnout.observability.record import Attempt, Outcome
 from turnout.observability.telemetry import Track
 from turnout.observability.tracing import (
+    Step,
+    attempt_outcome_attributes,
     attempt_span_name,
-    set_attempt_outcome,
     upstream_attributes,
 )
 from turnout.providers.failover import (
@@ -142,15 +143,17 @@ class Proxy:
     ) -> Response | None:
         """The response to give the client, or None to try the next candidate."""
         target = call.target
-        record = attempts.track.record
-        started = time.perf_counter()
         track = attempts.track
-        attributes = upstream_attributes(target) if track.traced else None
-        with track.span(attempt_span_name(target.model), attributes, SpanKind.CLIENT) as span:
-            upstream = await self._send(call, attempts, span)
-            status = upstream.status if upstream is not None else 0
-            outcome = _outcome(status)
-            set_attempt_outcome(span, status, outcome)
+        record = track.record
+        started = time.perf_counter()
+        step = track.begin(attempt_span_name(target.model), SpanKind.CLIENT)
+        upstream = await self._send(call, attempts, step)
+        status = upstream.status if upstream is not None else 0
+        outcome = _outcome(status)
+        if step is not None:
+            track.end(
+                step, upstream_attributes(target) | attempt_outcome_attributes(status, outcome)
+            )
         record.attempts.append(
             Attempt(target.model_id, status, (time.perf_counter() - started) * 1000, outcome)
         )
@@ -206,12 +209,12 @@ class Proxy:
         return JSONResponse(client_body, headers=headers)
 
     async def _send(
-        self, call: _Call, attempts: Attempts, span: Any
+        self, call: _Call, attempts: Attempts, step: Step | None
     ) -> aiohttp.ClientResponse | None:
         """The upstream's response (any status), or None when it could not be reached."""
         target = call.target
         session = self.pool.session_for(target.url)
-        headers = attempts.track.inject({**target.headers, **_UPSTREAM_HEADERS}, span)
+        headers = attempts.track.inject({**target.headers, **_UPSTREAM_HEADERS}, step)
         try:
             return await session.post(
                 target.url,

@@ -22,10 +22,11 @@ async def governed(
     body: dict,
     routing_request: RoutingRequest,
 ) -> Admitted:
-    with track.span(SPAN_GUARDRAILS) as span:
-        admitted = await gate.admit(
-            request.headers, api.name, body, routing_request.turns, track.inject({}, span)
-        )
+    step = track.begin(SPAN_GUARDRAILS)
+    admitted = await gate.admit(
+        request.headers, api.name, body, routing_request.turns, track.inject({}, step)
+    )
+    track.end(step)
     record = track.record
     record.client_key = admitted.caller.name if admitted.caller else None
     record.guard_events = admitted.events  # output guards add to the same list later
@@ -35,8 +36,9 @@ async def governed(
 async def decided(
     service: RoutingService, feedback: Feedback, track: Track, routing_request: RoutingRequest
 ) -> Decision:
-    with track.span(SPAN_ROUTING) as span:
-        decision = await service.decide(routing_request)
-        track.decided(decision, span)
+    step = track.begin(SPAN_ROUTING)
+    decision = await service.decide(routing_request)
+    track.decided(decision, step)
+    track.end(step)
     feedback.remember(track.record.trace_id, routing_request)
     return decision
