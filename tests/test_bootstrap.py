@@ -19,12 +19,11 @@ from test_cli import assert_clean_failure, turnout
 
 from turnout.config import Config, load_config, parse_config
 from turnout.providers.upstream import UpstreamPool
-from turnout.routing import bootstrap
+from turnout.routing import bootstrap, example_upkeep
 from turnout.routing.bootstrap import (
     BootstrapError,
     BootstrapReplyError,
     bootstrap_prompt,
-    build_in_background,
     parse_examples,
     write_examples,
 )
@@ -32,6 +31,7 @@ from turnout.routing.conversation import RoutingRequest, Turn
 from turnout.routing.decision import RoutingService
 from turnout.routing.embedded import EmbeddedRouter
 from turnout.routing.example_cache import CacheFile, cache_key, read_cache, write_cache
+from turnout.routing.example_upkeep import build_in_background
 from turnout.routing.examples import RouteExamples
 from turnout.server import runner
 
@@ -455,7 +455,7 @@ def test_an_unreadable_cache_stops_the_start_naming_the_file(tmp_path: Path) -> 
 def test_only_the_process_holding_the_lock_builds(llm: FakeProvider, tmp_path: Path) -> None:
     cache = tmp_path / "examples.yaml"
     config = config_for(llm.url, cache)
-    with bootstrap._build_lock(cache) as mine:
+    with example_upkeep._build_lock(cache) as mine:
         assert mine
         _, used = start(config)
     assert used == 0

@@ -207,7 +207,7 @@ async def _bootstrap(
     config: Config, out: Path, model_id: str, per_route: int, no_route: int
 ) -> CacheFile:
     from turnout.providers.upstream import UpstreamPool
-    from turnout.routing.bootstrap import bootstrap_cache
+    from turnout.routing.example_upkeep import bootstrap_cache
 
     pool = UpstreamPool()
     try:
@@ -217,8 +217,8 @@ async def _bootstrap(
 
 
 def cmd_routes_show(args: argparse.Namespace) -> int:
-    from turnout.routing.bootstrap import cache_path, current_key
     from turnout.routing.example_cache import CacheError, CacheFile, read_cache
+    from turnout.routing.example_upkeep import cache_path, current_key
 
     config = _load(args.config)
     path = Path(args.cache) if args.cache else cache_path(config)

@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from turnout.apis.errors import RequestError
-from turnout.routing.bootstrap import cache_path, current_key
 from turnout.routing.conversation import RoutingRequest
 from turnout.routing.decision import RoutingService
 from turnout.routing.example_cache import CacheError, CacheFile, read_cache, write_cache
+from turnout.routing.example_upkeep import cache_path, current_key
 from turnout.routing.examples import RouteExamples, normalised
 from turnout.routing.recent import (
     Assignment,

@@ -21,8 +21,8 @@ from turnout.observability.record import Kind
 from turnout.observability.telemetry import Telemetry, Track
 from turnout.providers.failover import Cooldowns
 from turnout.providers.upstream import UpstreamPool
-from turnout.routing.bootstrap import build_in_background
 from turnout.routing.decision import RoutingService
+from turnout.routing.example_upkeep import build_in_background
 from turnout.routing.feedback import Feedback
 from turnout.server.feedback_endpoint import feedback_endpoint
 from turnout.server.proxy_endpoints import Proxy

@@ -62,8 +62,8 @@ def routing_service(config: Config, pool: UpstreamPool) -> RoutingService:
 def _cached_examples(config: Config) -> RouteExamples:
     """The route example cache's examples for these routes; an unreadable file stops the start,
     since serving without the examples an operator reviewed would route differently unnoticed."""
-    from turnout.routing.bootstrap import cached_examples
     from turnout.routing.example_cache import CacheError
+    from turnout.routing.example_upkeep import cached_examples
 
     try:
         examples = cached_examples(config)
