@@ -475,6 +475,16 @@ def test_defaults_without_listeners() -> None:
     assert config.routing.session_cache.type == "memory"
 
 
+def test_observability_metrics_is_on_by_default_and_a_boolean() -> None:
+    assert parse_config(base()).observability.metrics is True
+    assert parse_config(base(observability={"metrics": False})).observability.metrics is False
+    # Read as every boolean of the file is (access_log, record_content...): "false", "no", "off"
+    # and 0 are false. $VARs become strings, so this is what makes `metrics: $VAR` work.
+    from_env = base(observability={"metrics": "$TURNOUT_METRICS"})
+    assert parse_config(from_env, env={"TURNOUT_METRICS": "false"}).observability.metrics is False
+    assert parse_config(base(observability={"metrics": "no"})).observability.metrics is False
+
+
 # --- model resolution ----------------------------------------------------------------------
 
 
@@ -676,6 +686,15 @@ def test_duplicate_models_and_defaults_are_errors() -> None:
             "model_providers: Input should be a valid list",
         ),
         ({"routing_preference": []}, "routing_preference: unknown key"),
+        (
+            {"observability": {"metrics": "perhaps"}},
+            "observability.metrics: Input should be a valid boolean, unable to interpret input",
+        ),
+        (
+            {"observability": {"metrics": ["off"]}},
+            "observability.metrics: Input should be a valid boolean",
+        ),
+        ({"observability": {"metric": False}}, "observability.metric: unknown key"),
     ],
 )
 def test_wrong_values_are_reported_at_their_key_path(

@@ -1,20 +1,29 @@
 """observability/metrics.py: what a finished request's record becomes in /metrics, bounded label
-sets, and the Grafana dashboard's queries against what the exposition really holds."""
+sets, metrics turned off (`observability.metrics: false`), and the Grafana dashboard's queries
+against what the exposition really holds."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+from conftest import ServerThread, free_port
+from fakes import FakeProvider, Reply
 from prometheus_client.parser import text_string_to_metric_families
 
+from turnout.config import parse_config
 from turnout.observability.metrics import (
     BATCH,
     ENDPOINTS,
@@ -26,8 +35,15 @@ from turnout.observability.metrics import (
     REJECTIONS,
     ROUTERS,
     Metrics,
+    NoMetrics,
+    build_metrics,
 )
 from turnout.observability.record import Attempt, RequestRecord
+from turnout.observability.telemetry import Telemetry
+from turnout.routing.decision import RoutingService
+from turnout.routing.embedded import EmbeddedRouter
+from turnout.server import runner
+from turnout.server.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "turnout.json"
@@ -457,6 +473,208 @@ def test_workers_share_counts_through_the_multiprocess_directory(tmp_path: Path)
     assert value(samples, "turnout_requests_total", status="200") == 2
     assert value(samples, "turnout_request_duration_seconds_count") == 2
     assert value(samples, "turnout_requests_in_flight", kind="proxy") == 2
+
+
+# ---------------------------------------------------------------- metrics off
+
+
+def test_no_metrics_keeps_no_state_and_exposes_nothing() -> None:
+    """Every method of a NoMetrics, the event methods too, returns without counting."""
+    off, on = build_metrics(False), build_metrics(True)
+    assert type(off) is NoMetrics and not off.served
+    assert type(on) is Metrics and on.served
+
+    for make in RECORDS:
+        off.observe(make())
+    off.request_started("proxy", stream=False)
+    off.request_started("proxy", stream=True)
+    off.request_ended("proxy", stream=True)
+    off.router_decision("llm", 5.0, "timeout", route="code_generation", escalated=True)
+    off.guard_event("pii.input.redact")
+    off.upstream_attempt(GPT4O, "retryable", status=503)
+    off.ratelimit_storage_unavailable()
+
+    assert vars(off) == {}  # no families, no pending records, no registry
+    assert off.exposition()[0] == b""
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_no_metrics_writes_no_multiprocess_files(tmp_path: Path, enabled: bool) -> None:
+    """With workers sharing PROMETHEUS_MULTIPROC_DIR, counting metrics write files there as
+    requests come and go; metrics turned off write none."""
+    script = textwrap.dedent(
+        f"""
+        from turnout.observability.metrics import build_metrics, multiprocess
+        from turnout.observability.record import RequestRecord
+        assert multiprocess()
+        metrics = build_metrics({enabled})
+        record = RequestRecord(endpoint="/v1/chat/completions", api="openai_chat",
+                               kind="proxy", trace_id="x")
+        record.finish(200)
+        metrics.request_started("proxy", stream=False)
+        metrics.request_ended("proxy", stream=False)
+        metrics.observe(record)
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True)
+
+    assert bool(list(tmp_path.iterdir())) is enabled
+
+
+# Anthropic's id header is request-id, so the client's x-request-id is turnout's own.
+GATEWAY = """
+version: v0.4.0
+model_providers:
+  - model: anthropic/claude-sonnet-4-20250514
+    base_url: {anthropic}
+    access_key: test-key
+    default: true
+"""
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+def message(**extra: object) -> dict:
+    return {
+        "model": "claude-sonnet-4-20250514",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi"}],
+        **extra,
+    }
+
+
+@contextmanager
+def turnout_gateway(
+    router: EmbeddedRouter, sections: dict[str, object] | None = None
+) -> Iterator[tuple[httpx.Client, Telemetry, FakeProvider]]:
+    """A real gateway, with these config `sections` (e.g. `observability`) added, in front of a
+    fake Anthropic."""
+    with FakeProvider("anthropic") as upstream:
+        data = {**yaml.safe_load(GATEWAY.format(anthropic=upstream.url)), **(sections or {})}
+        config = parse_config(data, env={})
+        service = RoutingService(config, router)
+        service.prepare()
+        telemetry = Telemetry.from_config(config)  # what create_app would build itself
+        with (
+            ServerThread(create_app(service, telemetry=telemetry), free_port()) as server,
+            httpx.Client(base_url=server.url, timeout=20) as client,
+        ):
+            yield client, telemetry, upstream
+
+
+def access_log_lines(capsys: pytest.CaptureFixture[str], count: int) -> list[dict]:
+    """The access log's lines on stdout, once `count` are written (they are written in batches)."""
+    out, deadline = "", time.monotonic() + 5
+    while len(out.splitlines()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+        out += capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_with_metrics_off_the_metrics_path_is_a_404_and_requests_are_served(
+    router: EmbeddedRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with turnout_gateway(router, {"observability": {"metrics": False}}) as (
+        client,
+        telemetry,
+        upstream,
+    ):
+        assert type(telemetry.metrics) is NoMetrics
+        upstream.queue(Reply("fine"), Reply("fine", chunks=3))
+        whole = client.post("/v1/messages", json=message(), headers={"traceparent": TRACEPARENT})
+        with client.stream("POST", "/v1/messages", json=message(stream=True)) as streamed:
+            assert "message_stop" in "".join(streamed.iter_text())
+        scraped = client.get("/metrics")
+        lines = access_log_lines(capsys, 2)
+
+    assert whole.status_code == 200 and whole.headers["x-request-id"] == TRACE_ID
+    assert streamed.status_code == 200 and re.fullmatch(
+        r"[0-9a-f]{32}", streamed.headers["x-request-id"]
+    )
+    assert [(line["request_id"], line["stream"]) for line in lines] == [
+        (TRACE_ID, False),
+        (streamed.headers["x-request-id"], True),
+    ]
+    # the gateway's usual 404 for a path it does not serve, in its error envelope
+    assert scraped.status_code == 404
+    assert scraped.json()["error"]["message"] == "GET /metrics: Not Found"
+    assert vars(telemetry.metrics) == {}  # two requests, one a stream: nothing counted
+
+
+def test_with_metrics_on_by_default_the_metrics_path_counts_the_request(
+    router: EmbeddedRouter,
+) -> None:
+    with turnout_gateway(router) as (client, telemetry, upstream):
+        assert type(telemetry.metrics) is Metrics
+        upstream.queue(Reply("fine"))
+        answered = client.post("/v1/messages", json=message())
+        scraped = client.get("/metrics")
+
+    assert answered.status_code == 200 and scraped.status_code == 200
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    assert value(samples, "turnout_requests_total", endpoint="/v1/messages", status="200") == 1
+    assert value(samples, "turnout_requests_in_flight") == 0
+
+
+def test_rate_limit_storage_that_cannot_be_reached_is_counted(router: EmbeddedRouter) -> None:
+    sections = {
+        "ratelimits": [{"model": "*", "limit": {"requests": 100, "unit": "minute"}}],
+        "governance": {
+            "storage": {
+                "type": "redis",
+                "url": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+                "on_unavailable": "allow",
+            }
+        },
+    }
+    with turnout_gateway(router, sections) as (client, _, upstream):
+        upstream.queue(Reply("fine"))
+        answered = client.post("/v1/messages", json=message())
+        scraped = client.get("/metrics")
+
+    assert answered.status_code == 200  # allowed while the storage is down
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    assert value(samples, "turnout_ratelimit_storage_unavailable_total") >= 1
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_workers_share_a_metrics_directory_only_when_metrics_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    """`turnout up --workers N` sets up PROMETHEUS_MULTIPROC_DIR for the workers, and removes it
+    afterwards; with metrics off, not at all."""
+    seen: list[str | None] = []
+
+    class Workers:  # uvicorn's Multiprocess, minus the processes
+        def __init__(self, config: object, sockets: list[socket.socket]) -> None:
+            pass
+
+        def run(self) -> None:
+            seen.append(os.environ.get(runner.METRICS_DIRECTORY_VARIABLE))
+
+    monkeypatch.setattr("uvicorn.supervisors.Multiprocess", Workers)
+    monkeypatch.delenv(runner.METRICS_DIRECTORY_VARIABLE, raising=False)
+    monkeypatch.setenv(runner.WORKER_CONFIG_VARIABLE, "")  # serve_workers sets it; undone after
+    config = yaml.safe_load(GATEWAY.format(anthropic="http://127.0.0.1:9"))
+    config["observability"] = {"metrics": enabled}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    with socket.socket() as listener:
+        runner.serve_workers(str(path), listener, 2, 1)
+
+    (directory,) = seen
+    assert (directory is not None) is enabled
+    assert runner.METRICS_DIRECTORY_VARIABLE not in os.environ
 
 
 # ---------------------------------------------------------------- the Grafana dashboard

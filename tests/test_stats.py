@@ -25,6 +25,7 @@ from test_metrics import (
     rate_limited,
     routed,
     streamed,
+    turnout_gateway,
 )
 
 from turnout.observability.metrics import Metrics
@@ -39,6 +40,7 @@ from turnout.observability.stats import (
     run_stats,
     summarize,
 )
+from turnout.routing.embedded import EmbeddedRouter
 
 INF = math.inf
 
@@ -263,3 +265,18 @@ def test_run_stats_on_something_else(capsys: pytest.CaptureFixture[str]) -> None
     err = capsys.readouterr().err
     assert "this is not a turnout gateway's /metrics" in err
     assert "answered 404" in err
+
+
+def test_run_stats_on_a_gateway_with_metrics_off(
+    router: EmbeddedRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with turnout_gateway(router, {"observability": {"metrics": False}}) as (client, _, _):
+        url = str(client.base_url).rstrip("/")
+        code, text = run(url)
+
+    assert code == 1 and text == ""
+    err = " ".join(capsys.readouterr().err.split())  # as one line, however the console wrapped
+    assert f"turnout stats: {url}/metrics answered 404" in err
+    assert "the metrics endpoint was not found" in err
+    assert "metrics may be off (observability.metrics: false)" in err
+    assert "Traceback" not in err

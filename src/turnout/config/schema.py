@@ -300,6 +300,7 @@ class Observability(Section):
     """turnout's own telemetry settings (turnout extension, `observability`)."""
 
     access_log: bool = True  # one JSON line per request on stdout
+    metrics: bool = True  # Prometheus metrics (off: nothing counted, metrics_path not served)
     metrics_path: str = "/metrics"  # Prometheus exposition on the model listener's port
     record_content: bool = False  # prompt and answer text in trace spans (off: never recorded)
 

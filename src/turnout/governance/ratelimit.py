@@ -171,6 +171,7 @@ class Store:
         self.timeout = timeout
         self.cooldown = cooldown
         self.unavailable_events = 0
+        self._count_unavailable: Callable[[], None] = lambda: None
         self._closer = closer
         self._secret = secret
         self._down_until = 0.0
@@ -192,6 +193,7 @@ class Store:
                 return await operation()
         except self._errors as exc:
             self.unavailable_events += 1
+            self._count_unavailable()
             self._down_until = time.monotonic() + self.cooldown
             log.warning(
                 "%s unavailable while trying to %s (%s); %s",
@@ -201,6 +203,10 @@ class Store:
                 "allowing requests" if self.on_unavailable == "allow" else "refusing requests",
             )
             raise StorageUnavailable(f"{self.description} unavailable") from exc
+
+    def count_unavailable_with(self, count: Callable[[], None]) -> None:
+        """Also call `count` (the gateway's metric) each time the storage cannot be reached."""
+        self._count_unavailable = count
 
     async def aclose(self) -> None:
         timer = getattr(self.storage, "timer", None)  # MemoryStorage's expiry task

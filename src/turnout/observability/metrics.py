@@ -11,14 +11,16 @@ client wrote. The metrics and their labels are listed in docs/observability.md.
 With `turnout up --workers N`, each worker keeps its own counts. When the environment variable
 PROMETHEUS_MULTIPROC_DIR names a directory before prometheus_client is first imported (the
 runner's job), every update also goes to prometheus_client's files there, as it happens, and
-`exposition()` answers with the sum of all workers' files."""
+`exposition()` answers with the sum of all workers' files.
+
+`observability.metrics: false` gives a NoMetrics instead: nothing counted, nothing served."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -237,6 +239,8 @@ class Metrics:
     cost, the rejection) through the event methods below. So call an event method directly only
     for an event no record carries, or it is counted twice. `request_started` and
     `request_ended` are not in the record: call them as a request starts and ends."""
+
+    served: ClassVar[bool] = True  # the app routes observability.metrics_path to `exposition`
 
     def __init__(self) -> None:
         shared = multiprocess()
@@ -491,6 +495,56 @@ class Metrics:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class NoMetrics(Metrics):
+    """Metrics turned off (`observability.metrics: false`): every method returns at once, so
+    a request makes no update, in memory or in PROMETHEUS_MULTIPROC_DIR, and the app serves
+    no metrics path. One object that does nothing, rather than a "metrics on?" test at each
+    place telemetry counts, and it costs a request a few empty calls."""
+
+    served = False
+
+    def __init__(self) -> None:
+        """No families and no registry: creating series would write multiprocess files."""
+
+    def observe(self, record: RequestRecord) -> None:
+        pass
+
+    def request_started(self, kind: str, stream: bool) -> None:
+        pass
+
+    def request_ended(self, kind: str, stream: bool) -> None:
+        pass
+
+    def router_decision(
+        self,
+        router: str,
+        latency_ms: float | None,
+        fallback: str | None,
+        *,
+        route: str | None = None,
+        escalated: bool = False,
+    ) -> None:
+        pass
+
+    def guard_event(self, event: str) -> None:
+        pass
+
+    def upstream_attempt(self, model: str, outcome: str, *, status: int | None = None) -> None:
+        pass
+
+    def ratelimit_storage_unavailable(self) -> None:
+        pass
+
+    def exposition(self) -> tuple[bytes, str]:
+        """Empty: there is nothing counted (and the app does not serve it)."""
+        return b"", CONTENT_TYPE_LATEST
+
+
+def build_metrics(enabled: bool) -> Metrics:
+    """The gateway's metrics for `observability.metrics`: counting ones, or a NoMetrics."""
+    return Metrics() if enabled else NoMetrics()
 
 
 class _Collector(Collector):

@@ -332,6 +332,12 @@ def fetch(url: str, timeout: float = SCRAPE_TIMEOUT) -> Scrape:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise StatsError(
+                f"{url} answered 404 {exc.reason}: the metrics endpoint was not found. The "
+                "gateway's metrics may be off (observability.metrics: false), or served at "
+                "another path (observability.metrics_path)"
+            ) from exc
         raise StatsError(
             f"{url} answered {exc.code} {exc.reason}: is this a turnout gateway?"
         ) from exc

@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from turnout.config import Config
 from turnout.observability.access_log import AccessLog
-from turnout.observability.metrics import Metrics
+from turnout.observability.metrics import Metrics, build_metrics
 from turnout.observability.record import Kind, RequestRecord
 from turnout.observability.trace_context import context_headers, new_trace_id, remote_parent
 from turnout.observability.tracing import (
@@ -44,7 +44,7 @@ class Telemetry:
     def from_config(cls, config: Config) -> Telemetry:
         settings = config.observability
         return cls(
-            Metrics(),
+            build_metrics(settings.metrics),
             Tracing.from_config(config.tracing, record_content=settings.record_content),
             AccessLog(settings.access_log),
         )

@@ -106,12 +106,14 @@ def create_app(
     telemetry: Telemetry | None = None,
 ) -> Starlette:
     """`pool` is shared with the LLM router when there is one; the app closes it on shutdown.
-    `gate` and `telemetry` default to what the config asks for."""
+    `gate` and `telemetry` default to what the config asks for; the metrics path is served
+    only when `telemetry`'s metrics count (not a NoMetrics)."""
     config = service.config
     limit = config.max_body_bytes
     pool = pool or UpstreamPool()
     gate = gate or build_gate(config, service.router.embedder, pool)
     telemetry = telemetry or Telemetry.from_config(config)
+    gate.limiter.store.count_unavailable_with(telemetry.metrics.ratelimit_storage_unavailable)
     feedback = Feedback(service)
 
     def tracked(
@@ -181,8 +183,9 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/models", models),
-        Route(config.observability.metrics_path, metrics),
     ]
+    if telemetry.metrics.served:  # else (observability.metrics: false) the path is a 404
+        routes.append(Route(config.observability.metrics_path, metrics))
     return Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -14,7 +14,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,8 +175,10 @@ def serve_workers(
         "turnout.server.runner:worker_app", shutdown_grace, factory=True, workers=workers
     )
     logger.info("starting %d workers on %s", workers, _address(listener))
-    # Workers keep their metrics in files here, so /metrics on any worker sums them all.
-    with _metrics_directory():
+    # Workers keep their metrics in files here, so /metrics on any worker sums them all; with
+    # metrics off (the caller has validated the file) there is nothing to share.
+    counting = load_config(config_path).observability.metrics
+    with _metrics_directory() if counting else nullcontext():
         Multiprocess(server_config, sockets=[listener]).run()
 
 
