@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -114,6 +115,25 @@ def test_openai_sdk_text_through_the_gateway(oai: openai.OpenAI, upstream: FakeP
     sent = upstream.requests[-1]
     assert sent.body["model"] == "gpt-4o-mini"
     assert sent.headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_x_request_id_is_turnouts_trace_id_and_the_providers_is_kept(
+    oai: openai.OpenAI, upstream: FakeProvider
+) -> None:
+    """OpenAI answers with its own x-request-id; the client's is turnout's trace id, the one in
+    the access log and the trace, as it is for a stream."""
+    upstream.queue(Reply("Paris."), Reply("Paris.", chunks=2))
+    whole = oai.chat.completions.with_raw_response.create(
+        model="openai/gpt-4o-mini", messages=user("capital of France?")
+    )
+    with oai.chat.completions.with_streaming_response.create(
+        model="openai/gpt-4o-mini", messages=user("capital of France?"), stream=True
+    ) as streamed:
+        list(streamed.iter_lines())
+    for raw in (whole, streamed):
+        assert re.fullmatch(r"[0-9a-f]{32}", raw.headers["x-request-id"])
+        assert raw.headers["x-upstream-request-id"].startswith("req_")
+    assert whole.headers["x-request-id"] != streamed.headers["x-request-id"]
 
 
 def test_the_router_picks_the_route_and_says_so(oai: openai.OpenAI, upstream: FakeProvider) -> None:
@@ -499,16 +519,19 @@ def test_secrets_never_reach_the_client(gateway_url: str, upstream: FakeProvider
 def test_a_client_that_disconnects_closes_the_upstream_stream(
     gateway_url: str, upstream: FakeProvider
 ) -> None:
+    """vllm/qwen3 has the default read timeout (minutes), so only the client's leaving can close
+    the upstream stream within the test's 5 s (gpt-4o-mini's 1 s timeout would close it too)."""
     gate = threading.Event()
     upstream.queue(Reply("first second third", chunks=3, gate=gate))
-    body = {"model": "gpt-4o-mini", "messages": user("hi"), "stream": True}
+    body = {"model": "vllm/qwen3", "messages": user("hi"), "stream": True}
     with httpx.stream(
         "POST", gateway_url + "/v1/chat/completions", json=body, timeout=10
     ) as response:
         for line in response.iter_lines():
             if '"content":"first' in line.replace(" ", ""):
+                # here, not after the loop: leaving iter_lines closes httpx's connection
+                assert upstream.open_streams == 1
                 break
-        assert upstream.open_streams == 1
     deadline = time.monotonic() + 5
     while upstream.open_streams and time.monotonic() < deadline:
         time.sleep(0.02)

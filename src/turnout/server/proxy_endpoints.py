@@ -62,6 +62,8 @@ logger = logging.getLogger("turnout.proxy")
 # Asking for an unencoded body lets turnout read or relay it without decoding it first.
 _UPSTREAM_HEADERS = {"content-type": "application/json", "accept-encoding": "identity"}
 _UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
+# turnout's x-request-id is its trace id; the provider's own request id is kept under another name.
+_RENAMED = {"x-request-id": "x-upstream-request-id"}
 _HOP_HEADERS = {
     "content-length",
     "transfer-encoding",
@@ -360,7 +362,11 @@ def _upstream_error(target: Target, upstream: aiohttp.ClientResponse, body: byte
 
 
 def _passed_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+    return {
+        _RENAMED.get(k.lower(), k): v
+        for k, v in upstream.headers.items()
+        if k.lower() not in _HOP_HEADERS
+    }
 
 
 def _decision_headers(decision: Decision, attempts: Attempts) -> dict[str, str]:
