@@ -24,6 +24,7 @@ from starlette.datastructures import Headers
 from turnout.config.schema import Tracing as TracingConfig
 from turnout.observability.access_log import AccessLog
 from turnout.observability.metrics import Metrics
+from turnout.observability.otlp_export import GrpcSpanExporter, HttpSpanExporter
 from turnout.observability.record import Attempt, RequestRecord
 from turnout.observability.telemetry import Telemetry, Track
 from turnout.observability.tracing import (
@@ -733,7 +734,8 @@ def test_otlp_http_export_reaches_a_receiver() -> None:
         tracing = Tracing.from_config(
             config(span_attributes={"static": {"environment": "test"}}), env
         )
-        assert tracing.enabled
+        exporter = tracing._processor._batch_processor._exporter  # type: ignore[union-attr]
+        assert isinstance(exporter, HttpSpanExporter)  # turnout's encoder, the SDK's transport
         server_id, call_id = make_spans(tracing)
         tracing.shutdown()  # flushes the batch processor
         spans = {span.name: span for span in received.wait_for(2)}
@@ -755,8 +757,6 @@ def test_otlp_http_export_reaches_a_receiver() -> None:
 
 @pytest.mark.usefixtures("no_thread_left")
 def test_otlp_grpc_export_to_planos_endpoint() -> None:
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
     with grpc_receiver() as (endpoint, received), http_receiver() as (url, http_received):
         tracing = Tracing.from_config(
             config(opentracing_grpc_endpoint=endpoint, random_sampling=100),
@@ -765,7 +765,7 @@ def test_otlp_grpc_export_to_planos_endpoint() -> None:
         )
         processor = tracing._processor
         exporter = processor._batch_processor._exporter  # type: ignore[union-attr]
-        assert isinstance(exporter, OTLPSpanExporter)
+        assert isinstance(exporter, GrpcSpanExporter)  # turnout's encoder, the SDK's transport
         assert exporter._endpoint == endpoint.removeprefix("http://")
         make_spans(tracing)
         tracing.shutdown()

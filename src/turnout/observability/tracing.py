@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -204,6 +205,7 @@ class Trace:
 
 _SCOPE = InstrumentationScope("turnout", __version__)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
 
 
 class Tracing:
@@ -258,8 +260,10 @@ class Tracing:
         _log.info(
             "tracing: OTLP %s to %s (%s)", settings.protocol, settings.endpoint, settings.source
         )
+        from turnout.observability.otlp_export import exporter  # loads grpc and requests
+
         return cls(
-            BatchSpanProcessor(_exporter(settings)),
+            BatchSpanProcessor(exporter(settings)),
             sampler=sampler_from(tracing, env),
             resource=resource_from(env),
             static_attributes=static,
@@ -517,11 +521,19 @@ def upstream_attributes(target: UpstreamTarget) -> Attributes:
         GEN_AI_REQUEST_MODEL: target.model,
         "turnout.model": target.model_id,
     }
-    url = urlsplit(target.url)
-    if url.hostname:
-        attributes[SERVER_ADDRESS] = url.hostname
-        attributes[SERVER_PORT] = url.port or (443 if url.scheme == "https" else 80)
-    return attributes
+    return attributes | _server(target.url)
+
+
+@lru_cache(maxsize=256)  # the configured providers' URLs
+def _server(url: str) -> Attributes:
+    """The conventions' `server.address`/`server.port` of a provider's URL."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return {}
+    return {
+        SERVER_ADDRESS: parts.hostname,
+        SERVER_PORT: parts.port or (443 if parts.scheme == "https" else 80),
+    }
 
 
 def attempt_outcome_attributes(status: int, outcome: str) -> Attributes:
@@ -645,28 +657,13 @@ def resource_from(env: Mapping[str, str] = os.environ) -> Resource:
     return Resource(attributes)
 
 
-def _exporter(settings: ExportSettings) -> SpanExporter:
-    """Imported here so that a gateway with tracing off never loads grpc or requests."""
-    if settings.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
-
-        return GrpcExporter(endpoint=settings.endpoint, headers=settings.headers or None)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
-
-    return HttpExporter(endpoint=settings.endpoint, headers=settings.headers or None)
-
-
 # ---------------------------------------------------------------------- internals
 
 
 def _status(attributes: Mapping[str, AttrValue]) -> Status:
     """A span with an `error.type` failed (HTTP: a 5xx for a server, a 4xx too for a client)."""
     error = attributes.get(ERROR_TYPE)
-    return Status(StatusCode.UNSET) if error is None else Status(StatusCode.ERROR, str(error))
+    return _UNSET if error is None else Status(StatusCode.ERROR, str(error))
 
 
 def _exception_event(error: BaseException, timestamp: int) -> Event:
